@@ -1,0 +1,157 @@
+"""RS-MMA's windowed cross attention: the public entry point and its backend choice."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mmfast.ops import reference
+
+Shift = int | Tensor
+AttentionFn = Callable[[Tensor, Tensor, Tensor, int, int, Shift, float], Tensor]
+
+
+@dataclass(frozen=True)
+class AttentionBackend:
+    """One implementation of windowed cross attention.
+
+    `why_not(q, k, v, shift)` returns None when the backend can run these inputs, else the reason.
+    """
+
+    name: str
+    fn: AttentionFn
+    why_not: Callable[[Tensor, Tensor, Tensor, Shift], str | None]
+
+
+def _always(q: Tensor, k: Tensor, v: Tensor, shift: Shift) -> str | None:
+    return None
+
+
+BACKENDS: dict[str, AttentionBackend] = {
+    "naive": AttentionBackend("naive", reference.naive_windowed_attention, _always),
+    "gather": AttentionBackend("gather", reference.gather_windowed_attention, _always),
+}
+# `auto` takes the first backend of this list that can run the inputs.
+AUTO_ORDER: list[str] = ["gather"]
+
+
+def register_backend(backend: AttentionBackend, *, auto_rank: int | None = None) -> None:
+    """Add a backend; with `auto_rank`, `auto` tries it at that position of its order."""
+    BACKENDS[backend.name] = backend
+    if auto_rank is not None and backend.name not in AUTO_ORDER:
+        AUTO_ORDER.insert(auto_rank, backend.name)
+
+
+def select_backend(q: Tensor, k: Tensor, v: Tensor, shift: Shift, backend: str) -> AttentionBackend:
+    """The backend that will run these inputs; raises with every backend's reason when none can."""
+    if backend != "auto":
+        if backend not in BACKENDS:
+            raise ValueError(
+                f"unknown backend {backend!r}; expected 'auto' or one of {sorted(BACKENDS)}"
+            )
+        chosen = BACKENDS[backend]
+        reason = chosen.why_not(q, k, v, shift)
+        if reason is not None:
+            raise ValueError(f"backend {backend!r} cannot run these inputs: {reason}")
+        return chosen
+    reasons = []
+    for name in AUTO_ORDER:
+        reason = BACKENDS[name].why_not(q, k, v, shift)
+        if reason is None:
+            return BACKENDS[name]
+        reasons.append(f"{name}: {reason}")
+    raise ValueError("no windowed-attention backend can run these inputs: " + "; ".join(reasons))
+
+
+def check_inputs(q: Tensor, k: Tensor, v: Tensor, segments: int, window: int, shift: Shift) -> None:
+    """Raise TypeError / ValueError naming what was expected and what came."""
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(f"{name} must be [B, H, L, D], got shape {tuple(t.shape)}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+    if k.shape != v.shape:
+        raise ValueError(
+            f"k and v must have the same shape, got {tuple(k.shape)} and {tuple(v.shape)}"
+        )
+    b, h, lq, d = q.shape
+    if (k.shape[0], k.shape[1], k.shape[3]) != (b, h, d):
+        raise ValueError(
+            f"k must be [B={b}, H={h}, Lk, D={d}] to match q {tuple(q.shape)}, got {tuple(k.shape)}"
+        )
+    if isinstance(segments, bool) or not isinstance(segments, int) or segments < 1:
+        raise ValueError(f"segments must be a positive int, got {segments!r}")
+    lk = k.shape[2]
+    if lq % segments or lk % segments or lq == 0 or lk == 0:
+        raise ValueError(
+            f"query length {lq} and key length {lk} must both be positive multiples of "
+            f"segments={segments}"
+        )
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= segments:
+        raise ValueError(f"window must be an int in [1, segments={segments}], got {window!r}")
+    if isinstance(shift, Tensor):
+        if shift.dtype.is_floating_point or shift.dtype == torch.bool or shift.is_complex():
+            raise TypeError(
+                f"shift must be an int or an integer tensor [B], got dtype {shift.dtype}"
+            )
+        if shift.shape != (b,):
+            raise ValueError(f"a shift tensor must have shape [B={b}], got {tuple(shift.shape)}")
+        if shift.device != q.device:
+            raise ValueError(f"shift must be on q's device {q.device}, got {shift.device}")
+    elif isinstance(shift, bool) or not isinstance(shift, int):
+        raise TypeError(
+            f"shift must be an int or an integer tensor [B], got {type(shift).__name__}"
+        )
+
+
+def windowed_cross_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    segments: int,
+    window: int,
+    shift: Shift,
+    *,
+    scale: float | None = None,
+    backend: str = "auto",
+) -> Tensor:
+    """Random-shift windowed cross attention (RS-MMA).
+
+    Query segment i (tokens [i*Lq/F, (i+1)*Lq/F), F = `segments`) attends only to the keys of key
+    segments (i + shift + s) mod F for s = 0..window-1.
+
+    Args:
+        q: [B, H, Lq, D] queries.
+        k, v: [B, H, Lk, D] keys and values.
+        segments: F, the number of segments of both sequences (Lq and Lk are multiples of it).
+        window: S, key segments per query segment, 1 <= S <= F.
+        shift: R, an int for the whole batch or a LongTensor [B] on q's device, one per sample
+            (taken mod F).
+        scale: softmax scale, default 1/sqrt(D).
+        backend: "auto" (the fastest that supports the inputs), "naive", "gather", or any
+            registered backend.
+
+    Returns:
+        [B, H, Lq, D] in q's dtype.
+
+    Example:
+        >>> q = torch.randn(2, 4, 16 * 25, 64); k = v = torch.randn(2, 4, 16 * 64, 64)
+        >>> windowed_cross_attention(q, k, v, segments=16, window=4, shift=3).shape
+        torch.Size([2, 4, 400, 64])
+    """
+    check_inputs(q, k, v, segments, window, shift)
+    if not isinstance(shift, Tensor):
+        shift = shift % segments
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    chosen = select_backend(q, k, v, shift, backend)
+    return chosen.fn(q, k, v, segments, window, shift, scale)
