@@ -8,6 +8,9 @@ point `mmfast.ops.windowed_cross_attention` does).
 - `naive`: full attention with a boolean [Lq, Lk] mask: simple, O(Lq*Lk) memory.
 - `gather`: each query segment's window of keys gathered by segment (F+W-1 segment indices, no
   per-token index tables), then one SDPA call over (B, H, F) batches: O(Lq*W*Lk/F) work.
+- `gather_..._lse` / `gather_..._backward`: the same windows with explicit scores, returning the
+  log-sum-exp, and the matching gradients: the CPU implementation of the `mmfast::rsmma_fwd` /
+  `mmfast::rsmma_bwd` custom ops.
 - `release`: the original release's algorithm (a Python loop over frames with per-frame K/V
   copies), kept for benchmarks only.
 """
@@ -100,6 +103,78 @@ def gather_windowed_attention(
     v4 = gather_windows(v, segments, window, shift).reshape(b * h * segments, 1, -1, d)
     out = F.scaled_dot_product_attention(q4, k4, v4, scale=scale)
     return out.reshape(b, h, lq, d)
+
+
+def gather_windowed_attention_lse(
+    q: Tensor, k: Tensor, v: Tensor, segments: int, window: int, shift: Shift, scale: float
+) -> tuple[Tensor, Tensor]:
+    """Gathered windows with explicit scores, for the log-sum-exp that SDPA does not return.
+
+    q: [B, H, Lq, D], k, v: [B, H, Lk, D] -> (out [B, H, Lq, D] in q's dtype, lse [B, H, Lq] fp32,
+    or fp64 for fp64 inputs). O(Lq * W * Lk/F) memory for the scores.
+    """
+    b, h, lq, d = q.shape
+    acc = torch.float64 if q.dtype == torch.float64 else torch.float32
+    q5 = q.reshape(b, h, segments, lq // segments, d).to(acc)  # [B, H, F, SQ, D]
+    k5 = gather_windows(k, segments, window, shift).to(acc)  # [B, H, F, W*SK, D]
+    v5 = gather_windows(v, segments, window, shift).to(acc)
+    scores = torch.matmul(q5, k5.transpose(-1, -2)) * scale
+    lse = torch.logsumexp(scores, dim=-1)  # [B, H, F, SQ]
+    out = torch.matmul(torch.exp(scores - lse[..., None]), v5)
+    return out.reshape(b, h, lq, d).to(q.dtype), lse.reshape(b, h, lq)
+
+
+def scatter_windows(xw: Tensor, segments: int, window: int, shift: Shift) -> Tensor:
+    """The adjoint of `gather_windows`: [B, H, F, W * L/F, D] -> [B, H, L, D], each window row's
+    segments summed back into the segments they were copied from."""
+    b, h, f, wl, d = xw.shape
+    seg = wl // window
+    src = xw.reshape(b, h, segments * window, seg * d)  # row i * W + s holds segment i + shift + s
+    o_rel = (
+        torch.arange(segments, device=xw.device)[:, None] + torch.arange(window, device=xw.device)
+    ).reshape(-1)
+    shift_t = _shift_tensor(shift, xw.device)
+    idx = torch.remainder(o_rel[None, :] + shift_t[:, None], segments)  # [Bs, F*W]
+    idx = idx[:, None, :, None].expand(b, h, segments * window, seg * d)
+    out = xw.new_zeros(b, h, segments, seg * d).scatter_add_(2, idx, src)
+    return out.reshape(b, h, segments * seg, d)
+
+
+def gather_windowed_attention_backward(
+    dout: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    out: Tensor,
+    lse: Tensor,
+    segments: int,
+    window: int,
+    shift: Shift,
+    scale: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of `gather_windowed_attention_lse`'s out, from the saved out and lse.
+
+    dout, q, out: [B, H, Lq, D]; k, v: [B, H, Lk, D]; lse: [B, H, Lq] ->
+    (dq [B, H, Lq, D], dk [B, H, Lk, D], dv [B, H, Lk, D]) in the inputs' dtype.
+    """
+    b, h, lq, d = q.shape
+    acc = torch.float64 if q.dtype == torch.float64 else torch.float32
+    sq = lq // segments
+
+    def seg5(x: Tensor) -> Tensor:
+        return x.reshape(b, h, segments, sq, d).to(acc)
+
+    q5, do5 = seg5(q), seg5(dout)
+    k5 = gather_windows(k, segments, window, shift).to(acc)  # [B, H, F, W*SK, D]
+    v5 = gather_windows(v, segments, window, shift).to(acc)
+    lse4 = lse.reshape(b, h, segments, sq, 1).to(acc)
+    p = torch.exp(torch.matmul(q5, k5.transpose(-1, -2)) * scale - lse4)  # [B, H, F, SQ, W*SK]
+    delta = (do5 * seg5(out)).sum(-1, keepdim=True)  # [B, H, F, SQ, 1]
+    ds = p * (torch.matmul(do5, v5.transpose(-1, -2)) - delta)
+    dq = torch.matmul(ds, k5) * scale
+    dk = scatter_windows(torch.matmul(ds.transpose(-1, -2), q5) * scale, segments, window, shift)
+    dv = scatter_windows(torch.matmul(p.transpose(-1, -2), do5), segments, window, shift)
+    return dq.reshape(b, h, lq, d).to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
 
 
 def release_windowed_attention(

@@ -20,11 +20,14 @@ class AttentionBackend:
     """One implementation of windowed cross attention.
 
     `why_not(q, k, v, shift)` returns None when the backend can run these inputs, else the reason.
+    `auto_why_not`, if given, adds reasons for `auto` to pass over a backend that can run the
+    inputs but should only be used when asked for by name (e.g. the Triton interpreter on a CPU).
     """
 
     name: str
     fn: AttentionFn
     why_not: Callable[[Tensor, Tensor, Tensor, Shift], str | None]
+    auto_why_not: Callable[[Tensor, Tensor, Tensor, Shift], str | None] | None = None
 
 
 def _always(q: Tensor, k: Tensor, v: Tensor, shift: Shift) -> str | None:
@@ -60,9 +63,12 @@ def select_backend(q: Tensor, k: Tensor, v: Tensor, shift: Shift, backend: str) 
         return chosen
     reasons = []
     for name in AUTO_ORDER:
-        reason = BACKENDS[name].why_not(q, k, v, shift)
+        candidate = BACKENDS[name]
+        reason = candidate.why_not(q, k, v, shift)
+        if reason is None and candidate.auto_why_not is not None:
+            reason = candidate.auto_why_not(q, k, v, shift)
         if reason is None:
-            return BACKENDS[name]
+            return candidate
         reasons.append(f"{name}: {reason}")
     raise ValueError("no windowed-attention backend can run these inputs: " + "; ".join(reasons))
 
@@ -138,8 +144,10 @@ def windowed_cross_attention(
         shift: R, an int for the whole batch or a LongTensor [B] on q's device, one per sample
             (taken mod F).
         scale: softmax scale, default 1/sqrt(D).
-        backend: "auto" (the fastest that supports the inputs), "naive", "gather", or any
-            registered backend.
+        backend: "auto" (the fastest that supports the inputs: "triton" on CUDA devices of compute
+            capability >= 8.0, else "gather"), "naive", "gather", "triton" (the fused kernels; on
+            CPU tensors the Triton interpreter if TRITON_INTERPRET=1 was set before triton was
+            imported, else the op's gather implementation), or any registered backend.
 
     Returns:
         [B, H, Lq, D] in q's dtype.
