@@ -105,7 +105,7 @@ def rsmma_bwd_kernel_preprocess(
     tl.store(p_delta + i_bh.to(tl.int64) * L + o_l, tl.sum(b_o * b_do, 1), mask=m_l)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["shift"])
 def rsmma_bwd_kernel_dkdv(
     p_q,
     p_k,
@@ -244,7 +244,7 @@ def rsmma_bwd_kernel_dkdv(
     )
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["shift"])
 def rsmma_bwd_kernel_dq(
     p_q,
     p_k,

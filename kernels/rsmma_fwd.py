@@ -142,7 +142,8 @@ def fwd_config(seg_q: int, seg_k: int, n_segments: int, window: int, head_dim: i
 
 
 # ----------------------------------------------------------------------------- kernel
-@triton.jit
+# shift is not specialised: Triton would make shift == 1 a constexpr and compile once more.
+@triton.jit(do_not_specialize=["shift"])
 def rsmma_fwd_kernel(
     p_q,
     p_k,

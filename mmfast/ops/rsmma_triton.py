@@ -135,6 +135,12 @@ def triton_windowed_attention(
     return rsmma_fwd(q, k, v, None, shift, segments, window, scale)[0]
 
 
+@torch.compiler.assume_constant_result
+def _capability(index: int | None) -> tuple[int, int]:
+    """The CUDA device's compute capability, a constant to torch.compile (no graph break)."""
+    return torch.cuda.get_device_capability(index)
+
+
 def triton_why_not(q: Tensor, k: Tensor, v: Tensor, shift: Shift) -> str | None:
     """Why the "triton" backend cannot run these inputs, or None."""
     if not HAS_TRITON:
@@ -144,12 +150,9 @@ def triton_why_not(q: Tensor, k: Tensor, v: Tensor, shift: Shift) -> str | None:
     if q.shape[-1] not in KERNEL_HEAD_DIMS:
         return f"the kernel takes head dims {KERNEL_HEAD_DIMS}, got {q.shape[-1]}"
     if q.device.type == "cuda":
-        props = torch.cuda.get_device_properties(q.device)
-        if (props.major, props.minor) < (8, 0):
-            return (
-                f"compute capability {props.major}.{props.minor} < 8.0 ({props.name}): no Triton "
-                "tensor-core path for these dtypes"
-            )
+        major, minor = _capability(q.device.index)
+        if (major, minor) < (8, 0):
+            return f"compute capability {major}.{minor} < 8.0: no Triton tensor-core path"
         return None
     if q.device.type == "cpu":
         return None  # the interpreted kernel, or the op's gather implementation
