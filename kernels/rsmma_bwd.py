@@ -40,17 +40,23 @@ from .rsmma_fwd import (
 
 
 # ----------------------------------------------------------------------------- configs
-def dkdv_config(seg_q: int, seg_k: int, n_segments: int, window: int, head_dim: int) -> TileConfig:
+def dkdv_config(
+    seg_q: int, seg_k: int, n_segments: int, window: int, head_dim: int, fp32: bool = False
+) -> TileConfig:
     """dK/dV: keys owned (two [BLOCK_KV, D] fp32 accumulators), queries looped."""
     # Two accumulators plus K and V held in registers: 128 owned rows only up to D = 64.
     max_own = 128 if head_dim <= 64 else 64
-    return pick_config(seg_k, seg_q, n_segments, window, head_dim, max_own=max_own, max_loop=64)
+    return pick_config(
+        seg_k, seg_q, n_segments, window, head_dim, max_own, 64, accumulators=2, fp32=fp32
+    )
 
 
-def dq_config(seg_q: int, seg_k: int, n_segments: int, window: int, head_dim: int) -> TileConfig:
+def dq_config(
+    seg_q: int, seg_k: int, n_segments: int, window: int, head_dim: int, fp32: bool = False
+) -> TileConfig:
     """dQ: queries owned (Q, dO and the dQ accumulator in registers), keys looped."""
     max_own = 128 if head_dim <= 64 else 64
-    return pick_config(seg_q, seg_k, n_segments, window, head_dim, max_own=max_own, max_loop=64)
+    return pick_config(seg_q, seg_k, n_segments, window, head_dim, max_own, 64, fp32=fp32)
 
 
 PREPROCESS_BLOCK_L = 64
@@ -425,7 +431,8 @@ def rsmma_bwd(
         BLOCK_L=PREPROCESS_BLOCK_L,
     )
 
-    cfg = dkdv_cfg or dkdv_config(seg_q, seg_k, segments, window, d)
+    fp32 = q.dtype == torch.float32
+    cfg = dkdv_cfg or dkdv_config(seg_q, seg_k, segments, window, d, fp32)
     segs_per_prog, tiles_per_seg = own_tiling(seg_k, segments, window, cfg.block_own)
     progs = triton.cdiv(segments, segs_per_prog) * tiles_per_seg
     rsmma_bwd_kernel_dkdv[(b * h * progs,)](
@@ -464,7 +471,7 @@ def rsmma_bwd(
         num_stages=cfg.num_stages,
     )
 
-    cfg = dq_cfg or dq_config(seg_q, seg_k, segments, window, d)
+    cfg = dq_cfg or dq_config(seg_q, seg_k, segments, window, d, fp32)
     segs_per_prog, tiles_per_seg = own_tiling(seg_q, segments, window, cfg.block_own)
     progs = triton.cdiv(segments, segs_per_prog) * tiles_per_seg
     rsmma_bwd_kernel_dq[(b * h * progs,)](

@@ -114,6 +114,8 @@ def pick_config(
     head_dim: int,
     max_own: int = 128,
     max_loop: int = 64,
+    accumulators: int = 1,
+    fp32: bool = False,
 ) -> TileConfig:
     """A tiling for segments of seg_own owned rows that loop over runs of seg_loop-token segments.
 
@@ -121,24 +123,35 @@ def pick_config(
     segments) weighted by the assumed tile speed; BLOCK_LOOP does the same for the tail of the run.
     """
     # max_own / max_loop bound the register tiles: [BLOCK_OWN, D] accumulators plus a
-    # [BLOCK_OWN, BLOCK_LOOP] score tile per program.
+    # [BLOCK_OWN, BLOCK_LOOP] score tile per program. Exact fp32 products have no tensor-core path
+    # (FMA dots keep both operands in registers): ptxas for sm_90 spilled every 128-row fp32 tile,
+    # and at D = 128 every tile above 16 x 16 on 8 warps.
+    if fp32:
+        max_own = min(max_own, 64 if head_dim <= 64 else 16)
+        max_loop = min(max_loop, 32 if head_dim <= 64 else 16)
     owns = [b for b in (128, 64, 32, 16) if b <= max_own]
     block_own = max(owns, key=lambda b: _own_efficiency(seg_own, n_segments, window, b))
     g, _ = own_tiling(seg_own, n_segments, window, block_own)
     run = (window + g - 1) * seg_loop
     loops = [b for b in (64, 32, 16) if b <= max_loop]
     block_loop = max(loops, key=lambda b: _loop_efficiency(run, b))
-    # 8 warps once a program holds a 128-row tile of D >= 64 (the tutorial's Hopper choice),
-    # else 4; 2 stages for D = 128 to keep the K/V ring within shared memory.
-    num_warps = 8 if block_own * head_dim >= 128 * 64 else 4
-    num_stages = 2 if head_dim >= 128 else 3
+    # 4 warps while the fp32 tiles (accumulators of [BLOCK_OWN, D] and two score-sized tiles)
+    # take <= 96 registers per thread, else 8: ptxas for sm_90 spilled the dK/dV kernel at
+    # 128 keys x 64 queries on 4 warps. 2 stages for D = 128 keep the K/V ring near 100 KB.
+    fp32_tiles = accumulators * block_own * head_dim + 2 * block_own * block_loop
+    num_warps = 4 if fp32_tiles <= 96 * 4 * 32 and not fp32 else 8
+    num_stages = 2 if head_dim >= 128 or fp32 else 3
     return TileConfig(block_own, block_loop, num_warps, num_stages)
 
 
-def fwd_config(seg_q: int, seg_k: int, n_segments: int, window: int, head_dim: int) -> TileConfig:
+def fwd_config(
+    seg_q: int, seg_k: int, n_segments: int, window: int, head_dim: int, fp32: bool = False
+) -> TileConfig:
     """The forward's tiling: queries owned, keys looped."""
     # D = 128 keeps a [128, 128] fp32 accumulator, so the key tile stays at 64.
-    return pick_config(seg_q, seg_k, n_segments, window, head_dim, max_own=128, max_loop=64)
+    return pick_config(
+        seg_q, seg_k, n_segments, window, head_dim, max_own=128, max_loop=64, fp32=fp32
+    )
 
 
 # ----------------------------------------------------------------------------- kernel
@@ -342,7 +355,7 @@ def rsmma_fwd(
     out = torch.empty(b, h, lq, d, dtype=q.dtype, device=q.device) if out is None else out
     lse = torch.empty(b, h, lq, dtype=torch.float32, device=q.device) if lse is None else lse
     seg_q, seg_k = lq // segments, lk // segments
-    cfg = config or fwd_config(seg_q, seg_k, segments, window, d)
+    cfg = config or fwd_config(seg_q, seg_k, segments, window, d, q.dtype == torch.float32)
     segs_per_prog, tiles_per_seg = own_tiling(seg_q, segments, window, cfg.block_own)
     progs_per_bh = triton.cdiv(segments, segs_per_prog) * tiles_per_seg
 

@@ -21,7 +21,15 @@ from torch import Tensor
 from mmfast.ops import reference
 from mmfast.ops.windowed_attention import AttentionBackend, Shift, register_backend
 
-HAS_TRITON = importlib.util.find_spec("triton") is not None
+
+def _has_triton() -> bool:
+    try:
+        return importlib.util.find_spec("triton") is not None
+    except (ImportError, ValueError):  # a broken install, or an import hook that blocks it
+        return False
+
+
+HAS_TRITON = _has_triton()
 KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 KERNEL_HEAD_DIMS = (16, 32, 64, 128)  # mmfast.kernels.rsmma_fwd.HEAD_DIMS, without importing triton
 

@@ -8,6 +8,10 @@ switches them to their gather implementation with the `gather_impl` fixture.
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -215,3 +219,35 @@ def test_rsmma_block_trains_under_compile(request, impl):
     for x, y in zip(*grads):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-7)
     assert math.isfinite(sum(x.abs().sum().item() for x in grads[0]))
+
+
+def test_mmfast_imports_and_runs_without_triton():
+    """With triton unimportable, mmfast.ops and the model import, auto runs gather, and asking for
+    "triton" says why it cannot."""
+    script = textwrap.dedent(
+        """
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "triton" or name.startswith("triton."):
+                    raise ModuleNotFoundError(name)
+        sys.meta_path.insert(0, Block())
+        import torch
+        import mmfast.models, mmfast.ops
+        from mmfast.ops import windowed_cross_attention
+        q = torch.randn(1, 2, 8, 16); k = torch.randn(1, 2, 12, 16)
+        assert windowed_cross_attention(q, k, k, 4, 2, 1).shape == q.shape
+        try:
+            windowed_cross_attention(q, k, k, 4, 2, 1, backend="triton")
+        except ValueError as e:
+            assert "triton is not installed" in str(e), e
+        else:
+            raise AssertionError("backend='triton' ran without triton")
+        assert "triton" not in sys.modules
+        """
+    )
+    root = Path(__file__).resolve().parents[2]  # this checkout's mmfast, not an installed one
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=root
+    )
+    assert result.returncode == 0, result.stderr
