@@ -18,6 +18,7 @@ for dK/dV. After the Triton tutorial `06-fused-attention.py` and FlashAttention-
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -27,7 +28,6 @@ import triton.language as tl
 from torch import Tensor
 
 LOG2E = 1.4426950408889634
-LN2 = 0.6931471805599453
 HEAD_DIMS = (16, 32, 64, 128)
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -87,7 +87,7 @@ class TileConfig:
 _TILE_SPEED = {128: 1.0, 64: 0.9, 32: 0.6, 16: 0.35}
 
 
-def own_tiling(seg_len: int, n_segments: int, window: int, block: int) -> tuple[int, int]:
+def own_tiling(seg_len: int, n_segments: int, block: int) -> tuple[int, int]:
     """(segments per program G, tiles per segment T) for BLOCK rows over segments of seg_len."""
     if 2 * seg_len <= block:
         return min(block // seg_len, n_segments), 1
@@ -96,7 +96,7 @@ def own_tiling(seg_len: int, n_segments: int, window: int, block: int) -> tuple[
 
 def _own_efficiency(seg_len: int, n_segments: int, window: int, block: int) -> float:
     """Useful / computed score entries of the owned rows, times the assumed tile speed."""
-    g, t = own_tiling(seg_len, n_segments, window, block)
+    g, t = own_tiling(seg_len, n_segments, block)
     useful = g * seg_len * window
     computed = t * block * (window + g - 1)
     return useful / computed * _TILE_SPEED[block]
@@ -131,7 +131,7 @@ def pick_config(
         max_loop = min(max_loop, 32 if head_dim <= 64 else 16)
     owns = [b for b in (128, 64, 32, 16) if b <= max_own]
     block_own = max(owns, key=lambda b: _own_efficiency(seg_own, n_segments, window, b))
-    g, _ = own_tiling(seg_own, n_segments, window, block_own)
+    g, _ = own_tiling(seg_own, n_segments, block_own)
     run = (window + g - 1) * seg_loop
     loops = [b for b in (64, 32, 16) if b <= max_loop]
     block_loop = max(loops, key=lambda b: _loop_efficiency(run, b))
@@ -264,6 +264,11 @@ def check_device(t: Tensor) -> None:
     )
 
 
+def on_device(t: Tensor) -> contextlib.AbstractContextManager:
+    """Launch on t's GPU, not the current one (Triton launches on the current device)."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
+
+
 def check_qkv(q: Tensor, k: Tensor, v: Tensor, segments: int, window: int) -> None:
     """Raise TypeError / ValueError for inputs the kernels cannot run, naming expected and got."""
     for name, t in (("q", q), ("k", k), ("v", v)):
@@ -356,39 +361,40 @@ def rsmma_fwd(
     lse = torch.empty(b, h, lq, dtype=torch.float32, device=q.device) if lse is None else lse
     seg_q, seg_k = lq // segments, lk // segments
     cfg = config or fwd_config(seg_q, seg_k, segments, window, d, q.dtype == torch.float32)
-    segs_per_prog, tiles_per_seg = own_tiling(seg_q, segments, window, cfg.block_own)
+    segs_per_prog, tiles_per_seg = own_tiling(seg_q, segments, cfg.block_own)
     progs_per_bh = triton.cdiv(segments, segs_per_prog) * tiles_per_seg
 
     def grid(meta):
         return (b * h * progs_per_bh,)
 
-    rsmma_fwd_kernel[grid](
-        q,
-        k,
-        v,
-        out,
-        lse,
-        shift_t if shift_t is not None else lse,  # unused without HAS_SHIFT_TENSOR
-        *q.stride(),
-        *k.stride(),
-        *v.stride(),
-        *out.stride(),
-        H=h,
-        SEG_Q=seg_q,
-        SEG_K=seg_k,
-        F=segments,
-        W=window,
-        shift=shift_int,
-        segs_per_prog=segs_per_prog,
-        tiles_per_seg=tiles_per_seg,
-        progs_per_bh=progs_per_bh,
-        qk_scale=scale * LOG2E,
-        HEAD_DIM=d,
-        BLOCK_Q=cfg.block_own,
-        BLOCK_KV=cfg.block_loop,
-        HAS_SHIFT_TENSOR=shift_t is not None,
-        INPUT_PRECISION=input_precision(q.dtype),
-        num_warps=cfg.num_warps,
-        num_stages=cfg.num_stages,
-    )
+    with on_device(q):
+        rsmma_fwd_kernel[grid](
+            q,
+            k,
+            v,
+            out,
+            lse,
+            shift_t if shift_t is not None else lse,  # unused without HAS_SHIFT_TENSOR
+            *q.stride(),
+            *k.stride(),
+            *v.stride(),
+            *out.stride(),
+            H=h,
+            SEG_Q=seg_q,
+            SEG_K=seg_k,
+            F=segments,
+            W=window,
+            shift=shift_int,
+            segs_per_prog=segs_per_prog,
+            tiles_per_seg=tiles_per_seg,
+            progs_per_bh=progs_per_bh,
+            qk_scale=scale * LOG2E,
+            HEAD_DIM=d,
+            BLOCK_Q=cfg.block_own,
+            BLOCK_KV=cfg.block_loop,
+            HAS_SHIFT_TENSOR=shift_t is not None,
+            INPUT_PRECISION=input_precision(q.dtype),
+            num_warps=cfg.num_warps,
+            num_stages=cfg.num_stages,
+        )
     return out, lse

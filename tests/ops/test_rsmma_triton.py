@@ -144,12 +144,12 @@ def test_configs_follow_the_segment_lengths():
             (dq_config(sq, sk, 16, w, 64), sq),
             (dkdv_config(sq, sk, 16, w, 64), sk),
         ):
-            g, t = own_tiling(own, 16, w, cfg.block_own)
+            g, t = own_tiling(own, 16, cfg.block_own)
             assert g * t >= 1 and (g == 1 or t == 1)
             assert g * own <= cfg.block_own or t * cfg.block_own >= own
             assert cfg.block_own <= 128 and cfg.block_loop <= 64
-    assert own_tiling(25, 16, 8, fwd_config(25, 64, 16, 8, 64).block_own)[0] >= 2  # packed
-    assert own_tiling(1024, 16, 1, fwd_config(1024, 400, 16, 1, 64).block_own) == (1, 8)
+    assert own_tiling(25, 16, fwd_config(25, 64, 16, 8, 64).block_own)[0] >= 2  # packed
+    assert own_tiling(1024, 16, fwd_config(1024, 400, 16, 1, 64).block_own) == (1, 8)
     assert dkdv_config(64, 64, 16, 4, 128).block_own <= 64  # D = 128: two fp32 accumulators
 
 
