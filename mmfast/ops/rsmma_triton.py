@@ -143,10 +143,14 @@ def triton_windowed_attention(
     return rsmma_fwd(q, k, v, None, shift, segments, window, scale)[0]
 
 
-@torch.compiler.assume_constant_result
 def _capability(index: int | None) -> tuple[int, int]:
     """The CUDA device's compute capability, a constant to torch.compile (no graph break)."""
     return torch.cuda.get_device_capability(index)
+
+
+# What torch.compiler.assume_constant_result(_capability) does, without importing torch._dynamo
+# here: that imports triton, before a test can set TRITON_INTERPRET, and costs every import.
+_capability._dynamo_marked_constant = True
 
 
 def triton_why_not(q: Tensor, k: Tensor, v: Tensor, shift: Shift) -> str | None:

@@ -221,6 +221,22 @@ def test_rsmma_block_trains_under_compile(request, impl):
     assert math.isfinite(sum(x.abs().sum().item() for x in grads[0]))
 
 
+def test_import_leaves_triton_and_dynamo_alone():
+    """Importing mmfast imports neither triton (TRITON_INTERPRET must be settable afterwards) nor
+    torch._dynamo; the capability check still carries assume_constant_result's mark."""
+    script = "import sys, mmfast.models, mmfast.ops; print(sorted({'triton', 'torch._dynamo'} & set(sys.modules)))"
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=root
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    marked = torch.compiler.assume_constant_result(lambda: 0)
+    assert (
+        marked._dynamo_marked_constant is rsmma_triton._capability._dynamo_marked_constant is True
+    )
+
+
 def test_mmfast_imports_and_runs_without_triton():
     """With triton unimportable, mmfast.ops and the model import, auto runs gather, and asking for
     "triton" says why it cannot."""

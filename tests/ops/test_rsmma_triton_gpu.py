@@ -92,11 +92,10 @@ def test_cuda_graph_replays_with_new_device_shifts():
 
 
 @pytest.mark.slow
-def test_tiny_unet_compiles_with_inductor(monkeypatch):
+def test_tiny_unet_compiles_with_inductor():
     """fullgraph=True with Inductor on the GPU, `auto` = the kernels: forward and every gradient
-    match eager mode, and eager mode matches the naive backend (fp32 throughout: no TF32)."""
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    match eager mode, and eager mode matches the naive backend (fp32 throughout: conftest turns
+    TF32 off)."""
     cfg = get_config("tiny")
     model = randomize_(CoupledUNet("tiny"), seed=3).cuda().train()
     g = torch.Generator().manual_seed(0)
