@@ -1,0 +1,19 @@
+"""Data: folders of videos with sound, one-file reads, the mp4/PNG writers and the built-in
+synthetic audio-visual task with its A/V-sync score.
+
+Tensors everywhere: video [F, 3, H, W] float32 in [-1, 1]; audio [1, L] float32 in [-1, 1], mono.
+"""
+
+from mmfast.data.folder import VideoFolderDataset
+from mmfast.data.probe import MediaError, MediaInfo, MediaWarning, StreamSpan, probe
+from mmfast.data.read import read_media
+
+__all__ = [
+    "MediaError",
+    "MediaInfo",
+    "MediaWarning",
+    "StreamSpan",
+    "VideoFolderDataset",
+    "probe",
+    "read_media",
+]
