@@ -5,8 +5,10 @@ Tensors everywhere: video [F, 3, H, W] float32 in [-1, 1]; audio [1, L] float32 
 """
 
 from mmfast.data.folder import VideoFolderDataset
+from mmfast.data.preview import write_preview
 from mmfast.data.probe import MediaError, MediaInfo, MediaWarning, StreamSpan, probe
 from mmfast.data.read import read_media
+from mmfast.data.write import write_clip
 
 __all__ = [
     "MediaError",
@@ -16,4 +18,6 @@ __all__ = [
     "VideoFolderDataset",
     "probe",
     "read_media",
+    "write_clip",
+    "write_preview",
 ]
