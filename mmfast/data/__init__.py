@@ -8,6 +8,7 @@ from mmfast.data.folder import VideoFolderDataset
 from mmfast.data.preview import write_preview
 from mmfast.data.probe import MediaError, MediaInfo, MediaWarning, StreamSpan, probe
 from mmfast.data.read import read_media
+from mmfast.data.synthetic import SyntheticAVDataset, av_sync_score, av_sync_scores
 from mmfast.data.write import write_clip
 
 __all__ = [
@@ -15,7 +16,10 @@ __all__ = [
     "MediaInfo",
     "MediaWarning",
     "StreamSpan",
+    "SyntheticAVDataset",
     "VideoFolderDataset",
+    "av_sync_score",
+    "av_sync_scores",
     "probe",
     "read_media",
     "write_clip",
