@@ -4,7 +4,12 @@ whatever the source frame rate and sample rate.
 Video: output frame k is the source frame on screen at `times[k]`, i.e. the last frame whose
 timestamp is <= times[k]. Audio: exactly the samples of [start, end), mixed to mono and resampled
 with torchaudio; decoded frames are laid end to end from the first one's timestamp and re-anchored
-only at real gaps, so the coarse timestamps of some containers (1 ms in Matroska) add no jitter.
+only at real gaps, so the coarse timestamps of some containers (1 ms in Matroska and WebM) add no
+jitter. After a seek the first frame's coarse timestamp can still place a whole clip up to ~1 ms
+off, 1/100 of a frame at 10 fps.
+
+Timestamps are FFmpeg's: where a container has none (AVI with B-frames) FFmpeg's reconstruction,
+one frame late, is used as players use it.
 """
 
 from __future__ import annotations

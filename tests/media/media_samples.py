@@ -66,17 +66,24 @@ def write_av(
     audio_start: float = 0.0,
     faststart: bool = False,
     mark_left: bool = False,
+    gop: int | None = None,
 ) -> Path:
     """Write a test file: `seconds` of video from t = 0 and, unless `audio_rate` is None, audio of
     [audio_start, seconds) with `channels` identical channels. `mark_left` paints the left quarter
-    of every frame white (to tell a flip or a crop)."""
+    of every frame white (to tell a flip or a crop); `gop` puts a keyframe every `gop` frames, so
+    that seeks land in the middle of the stream."""
     rate = Fraction(fps).limit_denominator(100000)
     options = {"movflags": "+faststart"} if faststart else {}
     with av.open(str(path), "w", options=options) as out:
         video = out.add_stream(vcodec, rate=rate)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        if gop is not None:
+            video.codec_context.gop_size = gop
+            video.codec_context.max_b_frames = 2
         if vcodec == "libx264":
             video.options = {"qp": "0"}
+            if gop is not None:  # lossy, with B-frames: frames decode out of presentation order
+                video.options = {"crf": "10"}
         elif vcodec == "mpeg4":
             video.options = {"qscale": "2"}
             video.codec_context.qscale = 2
@@ -88,6 +95,9 @@ def write_av(
             audio = out.add_stream(acodec, rate=audio_rate, layout=layout)
         for j in range(math.floor(seconds * rate + 1e-9)):
             image = np.full((height, width, 3), grey(j), dtype=np.uint8)
+            if gop is not None:  # texture, so the encoder finds B-frames worth their bits
+                noise = np.random.default_rng(j).integers(-6, 7, (height, width, 1))
+                image = np.clip(image + noise, 0, 255).astype(np.uint8)
             if mark_left:
                 image[:, : width // 4] = 255
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
