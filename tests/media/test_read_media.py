@@ -55,6 +55,34 @@ def test_a_silent_video_gives_video_only(tmp_path):
     np.testing.assert_allclose(((video[:, 0, 8, 8] + 1) * 127.5).numpy(), shown, atol=3)
 
 
+def test_only_the_streams_asked_for_are_read_and_must_cover_the_clip(tmp_path):
+    """A 3 s video whose sound ends at 1 s: its picture still conditions, its sound cannot."""
+    path = tmp_path / "early-end.mkv"
+    write_av(path, fps=25, seconds=3.0, acodec="pcm_s16le", audio_start=0.0)
+    cut = tmp_path / "cut.mkv"
+    with av.open(str(path)) as src, av.open(str(cut), "w") as out:
+        v_in, a_in = src.streams.video[0], src.streams.audio[0]
+        v_out, a_out = out.add_stream_from_template(v_in), out.add_stream_from_template(a_in)
+        for packet in src.demux(v_in, a_in):
+            if packet.dts is None:
+                continue
+            is_audio = packet.stream is a_in
+            if is_audio and packet.pts * packet.time_base >= 1.0:
+                continue
+            packet.stream = a_out if is_audio else v_out
+            out.mux(packet)
+    with pytest.raises(MediaError, match=r"has 1\.0\d\d s of video with audio"):
+        read_media(cut)
+    video, audio = read_media(cut, start=1.2, streams=("video",))
+    assert audio is None and video.shape == (16, 3, 64, 64)
+    shown = [grey(int((1.2 + k / 10) * 25 + 1e-6)) for k in range(16)]
+    np.testing.assert_allclose(((video[:, 0, 32, 32] + 1) * 127.5).numpy(), shown, atol=3)
+    with pytest.raises(MediaError, match=r"has 1\.0\d\d s of audio"):
+        read_media(cut, streams=("audio",))
+    with pytest.raises(MediaError, match="has no video stream"):
+        read_media(_write_wav(tmp_path / "a.wav", 16000, 2.0), streams=("video",))
+
+
 def test_bad_inputs_are_named(tmp_path):
     path = write_av(tmp_path / "ok.mp4", fps=25, seconds=1.7)
     with pytest.raises(ValueError, match="resize must be one of"):

@@ -198,3 +198,11 @@ def test_the_dataset_pickles_for_loader_workers(good_folder):
     dataset, _ = _build(good_folder)
     copy = pickle.loads(pickle.dumps(dataset))
     torch.testing.assert_close(copy[1], dataset[1])
+
+
+def test_loader_workers_batch_the_clips(good_folder):
+    dataset, _ = _build(good_folder)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=2)
+    ((video, audio),) = list(loader)
+    assert video.shape == (3, 16, 3, 32, 32) and audio.shape == (3, 1, 25600)
+    torch.testing.assert_close(video[2], dataset[2][0])
