@@ -32,7 +32,9 @@ def check_deadline() -> None:
         pytest.skip("the run's time budget is spent")
 
 
-def bench(benchmark, fn, *, flops: float | None = None, ceilings: dict[str, float] | None = None) -> None:
+def bench(
+    benchmark, fn, *, flops: float | None = None, ceilings: dict[str, float] | None = None
+) -> None:
     """Time `fn` (device synchronised inside the timed call) and record TFLOP/s, its ratio to each
     ceiling (TFLOP/s) and the peak device memory in `extra_info`."""
     check_deadline()
@@ -82,7 +84,9 @@ def matmul_ceiling() -> float:
 
 
 @functools.cache
-def flash_ceiling(b: int, h: int, lq: int, keys_per_query: int, d: int, dtype: str, mode: str) -> float:
+def flash_ceiling(
+    b: int, h: int, lq: int, keys_per_query: int, d: int, dtype: str, mode: str
+) -> float:
     """TFLOP/s of SDPA's flash backend on the dense problem with the same query-key pairs."""
     import triton.testing
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -132,23 +136,39 @@ def model_shapes(preset: str = "mmdiffusion-64"):
     hooks = []
     for name, mod in model.named_modules():
         if name.endswith("audio_in_conv"):
-            hooks.append(mod.register_forward_hook(
-                lambda m, inp, out: convs.append((inp[0].shape[1], out.shape[1], inp[0].shape[2], m.dilation[0]))
-            ))
+            hooks.append(
+                mod.register_forward_hook(
+                    lambda m, inp, out: convs.append(
+                        (inp[0].shape[1], out.shape[1], inp[0].shape[2], m.dilation[0])
+                    )
+                )
+            )
     from mmfast.models.rsmma import CrossModalAttention
 
     for mod in model.modules():
         if isinstance(mod, CrossModalAttention):
+
             def hook(m, inp, out):
                 video, audio = inp[0], inp[1]
                 f, hw, length = video.shape[2], video.shape[3] * video.shape[4], audio.shape[2]
                 level = "middle" if m.window is None else f"{video.shape[3]}x{video.shape[4]}"
                 w = f if m.window is None else m.window
-                attns.append(AttentionShape(level, "v2a", m.heads, hw, length // f, w, f, video.shape[1] // m.heads))
-                attns.append(AttentionShape(level, "a2v", m.heads, length // f, hw, w, f, video.shape[1] // m.heads))
+                attns.append(
+                    AttentionShape(
+                        level, "v2a", m.heads, hw, length // f, w, f, video.shape[1] // m.heads
+                    )
+                )
+                attns.append(
+                    AttentionShape(
+                        level, "a2v", m.heads, length // f, hw, w, f, video.shape[1] // m.heads
+                    )
+                )
+
             hooks.append(mod.register_forward_hook(hook))
     with torch.no_grad():
-        video = torch.empty(1, cfg.video_frames, cfg.video_channels, cfg.video_size, cfg.video_size, device="meta")
+        video = torch.empty(
+            1, cfg.video_frames, cfg.video_channels, cfg.video_size, cfg.video_size, device="meta"
+        )
         audio = torch.empty(1, cfg.audio_channels, cfg.audio_length, device="meta")
         model(video, audio, torch.zeros(1, device="meta"), shift=0)
     for h in hooks:

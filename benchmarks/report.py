@@ -23,13 +23,24 @@ def load(path: str | Path) -> dict:
     if "environment" in data:
         return data
     rows = [
-        {"group": b["group"], "name": b["name"], "median_s": b["stats"]["median"], "iqr_s": b["stats"]["iqr"],
-         "rounds": b["stats"]["rounds"], **b.get("extra_info", {})}
+        {
+            "group": b["group"],
+            "name": b["name"],
+            "median_s": b["stats"]["median"],
+            "iqr_s": b["stats"]["iqr"],
+            "rounds": b["stats"]["rounds"],
+            **b.get("extra_info", {}),
+        }
         for b in data.get("benchmarks", [])
     ]
     machine = data.get("machine_info", {})
-    env = {"date": data.get("datetime"), "cpu": machine.get("cpu", {}).get("brand_raw"), "python": machine.get("python_version"),
-           "commit": data.get("commit_info", {}).get("id"), **machine.get("mmfast", {})}
+    env = {
+        "date": data.get("datetime"),
+        "cpu": machine.get("cpu", {}).get("brand_raw"),
+        "python": machine.get("python_version"),
+        "commit": data.get("commit_info", {}).get("id"),
+        **machine.get("mmfast", {}),
+    }
     return {"environment": env, "benchmarks": rows}
 
 
@@ -62,10 +73,15 @@ def markdown(report: dict) -> str:
         names = [g for g in groups if suite_of(g) == suite]
         if not names:
             continue
-        impls = sorted({i for g in names for i in groups[g]}, key=lambda i: (i != BASELINE[suite], i))
+        impls = sorted(
+            {i for g in names for i in groups[g]}, key=lambda i: (i != BASELINE[suite], i)
+        )
         has_tflops = any("tflops" in r for g in names for r in groups[g].values())
-        out.append(f"\n**{suite}**: median ms (speed-up over `{BASELINE[suite]}`)"
-                   + (", TFLOP/s of the fastest" if has_tflops else "") + "\n")
+        out.append(
+            f"\n**{suite}**: median ms (speed-up over `{BASELINE[suite]}`)"
+            + (", TFLOP/s of the fastest" if has_tflops else "")
+            + "\n"
+        )
         out.append("| group | " + " | ".join(impls) + (" | best TFLOP/s |" if has_tflops else " |"))
         out.append("|---" * (len(impls) + 1 + has_tflops) + "|")
         for g in names:
@@ -95,7 +111,9 @@ def short_table(report: dict) -> str:
     for g, rows in by_group(report["benchmarks"]).items():
         ranked = sorted(rows.items(), key=lambda kv: kv[1]["median_s"])
         best = ranked[0][1]["median_s"]
-        cells = " ".join(f"{i}={r['median_s'] * 1e3:.3g}ms({r['median_s'] / best:.2g}x)" for i, r in ranked)
+        cells = " ".join(
+            f"{i}={r['median_s'] * 1e3:.3g}ms({r['median_s'] / best:.2g}x)" for i, r in ranked
+        )
         lines.append(f"{g:<46} {cells}")
     return "\n".join(lines)
 
@@ -128,7 +146,9 @@ def plot(report: dict, path: str | Path) -> None:
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))])
     ax.set_xticklabels([g.split(" ", 1)[1] for g in names], rotation=60, ha="right", fontsize=7)
     env = report["environment"]
-    ax.set_title(f"RS-MMA, {(env.get('gpu') or {}).get('name') or env.get('cpu') or 'cpu'}", fontsize=9)
+    ax.set_title(
+        f"RS-MMA, {(env.get('gpu') or {}).get('name') or env.get('cpu') or 'cpu'}", fontsize=9
+    )
     ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -145,13 +165,18 @@ def readme_section(reports: list[tuple[str, dict]]) -> str:
     for source, rep in reports:
         env = rep["environment"]
         where = (env.get("gpu") or {}).get("name") or env.get("cpu") or "cpu"
-        parts += ["", f"### {where} ({source})", "",
-                  f"{env.get('date', '')}, torch {env.get('torch', '?')}, triton {env.get('triton', '?')}, commit {str(env.get('commit'))[:10]}."]
+        parts += [
+            "",
+            f"### {where} ({source})",
+            "",
+            f"{env.get('date', '')}, torch {env.get('torch', '?')}, triton {env.get('triton', '?')}, commit {str(env.get('commit'))[:10]}.",
+        ]
         parts.append(markdown(rep))
     parts += [
         "Reproduce: `pytest benchmarks --benchmark-only --benchmark-json=out.json` (CPU: about 10 minutes on 2 cores), "
         "or on a GPU `bash benchmarks/gpu_check.sh OUT_DIR` (about 7 minutes); then `python benchmarks/report.py out.json`.",
-        "", README_END,
+        "",
+        README_END,
     ]
     return "\n".join(parts)
 
@@ -159,7 +184,12 @@ def readme_section(reports: list[tuple[str, dict]]) -> str:
 def update_readme(readme: Path, section: str) -> None:
     text = readme.read_text()
     if README_START in text:
-        text = re.sub(re.escape(README_START) + r".*?" + re.escape(README_END), lambda _: section, text, flags=re.S)
+        text = re.sub(
+            re.escape(README_START) + r".*?" + re.escape(README_END),
+            lambda _: section,
+            text,
+            flags=re.S,
+        )
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     readme.write_text(text)

@@ -43,7 +43,11 @@ def test_audio_conv(benchmark, conv, batch, dtype, mode, impl):
     x = torch.randn(batch, cin, length, device=DEVICE, dtype=dt, generator=g).requires_grad_(grad)
     gamma = (1 + 0.1 * torch.randn(cin, device=DEVICE, generator=g)).requires_grad_(grad)
     beta = (0.1 * torch.randn(cin, device=DEVICE, generator=g)).requires_grad_(grad)
-    weight = (torch.randn(cout, cin, 3, device=DEVICE, generator=g) / (3 * cin) ** 0.5).to(dt).requires_grad_(grad)
+    weight = (
+        (torch.randn(cout, cin, 3, device=DEVICE, generator=g) / (3 * cin) ** 0.5)
+        .to(dt)
+        .requires_grad_(grad)
+    )
     bias = torch.zeros(cout, device=DEVICE, dtype=dt).requires_grad_(grad)
     if impl == "eager":
         run = lambda: norm_silu_conv(x, gamma, beta, weight, bias, dilation)
@@ -52,7 +56,9 @@ def test_audio_conv(benchmark, conv, batch, dtype, mode, impl):
     else:
         if not ON_GPU or not hasattr(ops, "norm_silu_dilated_conv1d"):
             pytest.skip("the Triton op runs on CUDA devices only")
-        run = lambda: ops.norm_silu_dilated_conv1d(x, gamma, beta, GROUPS, weight, bias, dilation, backend="triton")
+        run = lambda: ops.norm_silu_dilated_conv1d(
+            x, gamma, beta, GROUPS, weight, bias, dilation, backend="triton"
+        )
     try:
         run()  # compile outside the timing
     except (RuntimeError, NotImplementedError, torch._dynamo.exc.BackendCompilerFailed) as err:
@@ -65,5 +71,16 @@ def test_audio_conv(benchmark, conv, batch, dtype, mode, impl):
             out.backward(dout)
 
     flops = conv_flops(batch, cin, cout, length, 3, mode)
-    bench(benchmark, step, flops=flops, ceilings={"matmul_bf16": matmul_ceiling()} if ON_GPU else None)
-    benchmark.extra_info.update(impl=impl, cin=cin, cout=cout, length=length, dilation=dilation, batch=batch, dtype=dtype, mode=mode)
+    bench(
+        benchmark, step, flops=flops, ceilings={"matmul_bf16": matmul_ceiling()} if ON_GPU else None
+    )
+    benchmark.extra_info.update(
+        impl=impl,
+        cin=cin,
+        cout=cout,
+        length=length,
+        dilation=dilation,
+        batch=batch,
+        dtype=dtype,
+        mode=mode,
+    )

@@ -50,11 +50,15 @@ def _impl(name: str, q, k, v, s, scale: float):
     if name in ("naive", "sdpa-mask", "xformers") and dense_bytes > DENSE_LIMIT:
         pytest.skip(f"dense {lq}x{lk} scores need {dense_bytes / 1e9:.0f} GB")
     if name == "naive":
-        return lambda: windowed_cross_attention(q, k, v, s.segments, s.window, SHIFT, backend="naive")
+        return lambda: windowed_cross_attention(
+            q, k, v, s.segments, s.window, SHIFT, backend="naive"
+        )
     if name == "release":
         return lambda: release_windowed_attention(q, k, v, s.segments, s.window, SHIFT, scale)
     if name == "gather":
-        return lambda: windowed_cross_attention(q, k, v, s.segments, s.window, SHIFT, backend="gather")
+        return lambda: windowed_cross_attention(
+            q, k, v, s.segments, s.window, SHIFT, backend="gather"
+        )
     if name == "sdpa-mask":
         mask = window_mask(lq, lk, s.segments, s.window, SHIFT, q.device)[0]
         return lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -72,14 +76,20 @@ def _impl(name: str, q, k, v, s, scale: float):
     if name == "xformers":
         xops = pytest.importorskip("xformers.ops")
         bias = torch.zeros(lq, lk, device=q.device, dtype=q.dtype)
-        bias.masked_fill_(~window_mask(lq, lk, s.segments, s.window, SHIFT, q.device)[0], float("-inf"))
+        bias.masked_fill_(
+            ~window_mask(lq, lk, s.segments, s.window, SHIFT, q.device)[0], float("-inf")
+        )
         bias = bias.expand(q.shape[0], q.shape[1], lq, lk)
         t = lambda x: x.transpose(1, 2)
-        return lambda: xops.memory_efficient_attention(t(q), t(k), t(v), attn_bias=bias, scale=scale).transpose(1, 2)
+        return lambda: xops.memory_efficient_attention(
+            t(q), t(k), t(v), attn_bias=bias, scale=scale
+        ).transpose(1, 2)
     if name == "triton":
         if "triton" not in BACKENDS or not ON_GPU:
             pytest.skip("the Triton kernel runs on CUDA devices only")
-        return lambda: windowed_cross_attention(q, k, v, s.segments, s.window, SHIFT, backend="triton")
+        return lambda: windowed_cross_attention(
+            q, k, v, s.segments, s.window, SHIFT, backend="triton"
+        )
     raise ValueError(name)
 
 
@@ -94,10 +104,16 @@ def test_rsmma(benchmark, shape, batch, dtype, mode, impl):
     grad = mode != "fwd"
 
     def rand(length):
-        x = torch.randn(batch, shape.heads, length, shape.head_dim, device=DEVICE, dtype=dt, generator=g)
+        x = torch.randn(
+            batch, shape.heads, length, shape.head_dim, device=DEVICE, dtype=dt, generator=g
+        )
         return x.requires_grad_(grad)
 
-    q, k, v = rand(f * shape.q_per_segment), rand(f * shape.k_per_segment), rand(f * shape.k_per_segment)
+    q, k, v = (
+        rand(f * shape.q_per_segment),
+        rand(f * shape.k_per_segment),
+        rand(f * shape.k_per_segment),
+    )
     scale = 1 / math.sqrt(shape.head_dim)
     try:
         attend = _impl(impl, q, k, v, shape, scale)
@@ -121,4 +137,6 @@ def test_rsmma(benchmark, shape, batch, dtype, mode, impl):
             "flash_dense": flash_ceiling(batch, shape.heads, lq, keys, shape.head_dim, dtype, mode),
         }
     bench(benchmark, step, flops=flops, ceilings=ceilings)
-    benchmark.extra_info.update(impl=impl, level=shape.level, direction=shape.direction, batch=batch, dtype=dtype, mode=mode)
+    benchmark.extra_info.update(
+        impl=impl, level=shape.level, direction=shape.direction, batch=batch, dtype=dtype, mode=mode
+    )

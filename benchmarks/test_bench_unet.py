@@ -28,7 +28,12 @@ MODELS = (
     if ON_GPU
     else [
         ("tiny", "tiny", {}, 2),
-        ("mmdiffusion-64@8x32x32", "mmdiffusion-64", {"video_frames": 8, "video_size": 32, "audio_length": 4096}, 1),
+        (
+            "mmdiffusion-64@8x32x32",
+            "mmdiffusion-64",
+            {"video_frames": 8, "video_size": 32, "audio_length": 4096},
+            1,
+        ),
     ]
 )
 # (name, attention backend, autocast dtype or None, compile)
@@ -63,7 +68,13 @@ def _setup(preset, overrides, batch, backend, compile_):
     cfg = _config(preset, overrides)
     model = CoupledUNet(cfg.replace(attention_backend=backend)).to(DEVICE)
     g = torch.Generator(device=DEVICE).manual_seed(0)
-    video = torch.rand(batch, cfg.video_frames, 3, cfg.video_size, cfg.video_size, device=DEVICE, generator=g) * 2 - 1
+    video = (
+        torch.rand(
+            batch, cfg.video_frames, 3, cfg.video_size, cfg.video_size, device=DEVICE, generator=g
+        )
+        * 2
+        - 1
+    )
     audio = torch.rand(batch, 1, cfg.audio_length, device=DEVICE, generator=g) * 2 - 1
     forward = torch.compile(model) if compile_ else model
     return cfg, model, forward, video, audio
@@ -79,11 +90,21 @@ def test_train_step(benchmark, model_spec, recipe):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     schedule = NoiseSchedule.linear().to(DEVICE)
     gen = torch.Generator(device=DEVICE).manual_seed(1)
-    shifts = [torch.full((batch,), r, device=DEVICE) for r in model.draw_shifts(cfg.video_frames)] if compile_ else None
+    shifts = (
+        [torch.full((batch,), r, device=DEVICE) for r in model.draw_shifts(cfg.video_frames)]
+        if compile_
+        else None
+    )
 
     def step():
         with torch.autocast(DEVICE.type, dtype=amp or torch.float32, enabled=amp is not None):
-            loss = diffusion_loss(lambda v, a, t: forward(v, a, t, shift=shifts), video, audio, schedule, generator=gen).loss
+            loss = diffusion_loss(
+                lambda v, a, t: forward(v, a, t, shift=shifts),
+                video,
+                audio,
+                schedule,
+                generator=gen,
+            ).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -93,7 +114,9 @@ def test_train_step(benchmark, model_spec, recipe):
     except (RuntimeError, NotImplementedError, torch._dynamo.exc.BackendCompilerFailed) as err:
         pytest.skip(f"{rname} failed: {str(err).splitlines()[0][:160]}")
     flops = 3 * forward_flops(preset, tuple(sorted(overrides.items())), batch)
-    bench(benchmark, step, flops=flops, ceilings={"matmul_bf16": matmul_ceiling()} if ON_GPU else None)
+    bench(
+        benchmark, step, flops=flops, ceilings={"matmul_bf16": matmul_ceiling()} if ON_GPU else None
+    )
     median = benchmark.stats.stats.median
     benchmark.extra_info.update(recipe=rname, model=name, batch=batch, samples_per_s=batch / median)
 
@@ -109,18 +132,33 @@ def test_sampling_dpm_solver_20(benchmark, model_spec, recipe):
     benchmark.group = f"unet sample dpm-solver-20 {name} B{batch}"
     cfg, model, forward, video, audio = _setup(preset, overrides, batch, backend, compile_)
     model.eval()
-    shifts = [torch.full((batch,), r, device=DEVICE) for r in model.draw_shifts(cfg.video_frames)] if compile_ else None
+    shifts = (
+        [torch.full((batch,), r, device=DEVICE) for r in model.draw_shifts(cfg.video_frames)]
+        if compile_
+        else None
+    )
 
     def run():
         with torch.autocast(DEVICE.type, dtype=amp or torch.float32, enabled=amp is not None):
-            sample(lambda v, a, t: forward(v, a, t, shift=shifts), video.shape, audio.shape, sampler="dpm-solver",
-                   steps=20, generator=torch.Generator().manual_seed(0), device=DEVICE)
+            sample(
+                lambda v, a, t: forward(v, a, t, shift=shifts),
+                video.shape,
+                audio.shape,
+                sampler="dpm-solver",
+                steps=20,
+                generator=torch.Generator().manual_seed(0),
+                device=DEVICE,
+            )
 
     try:
         with torch.no_grad():
-            forward(video, audio, torch.zeros(batch, device=DEVICE), shift=shifts)  # compile outside the timing
+            forward(
+                video, audio, torch.zeros(batch, device=DEVICE), shift=shifts
+            )  # compile outside the timing
     except (RuntimeError, NotImplementedError, torch._dynamo.exc.BackendCompilerFailed) as err:
         pytest.skip(f"{rname} failed: {str(err).splitlines()[0][:160]}")
     flops = 20 * forward_flops(preset, tuple(sorted(overrides.items())), batch)
-    bench(benchmark, run, flops=flops, ceilings={"matmul_bf16": matmul_ceiling()} if ON_GPU else None)
+    bench(
+        benchmark, run, flops=flops, ceilings={"matmul_bf16": matmul_ceiling()} if ON_GPU else None
+    )
     benchmark.extra_info.update(recipe=rname, model=name, batch=batch)

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             size=cfg.video_size,
             audio_rate=round(rate),
             start=args.start,
+            streams=("audio",) if args.condition_audio else ("video",),
         )
         if args.condition_audio:
             if audio is None:

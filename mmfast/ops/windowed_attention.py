@@ -32,7 +32,11 @@ def _always(q: Tensor, k: Tensor, v: Tensor, shift: Shift) -> str | None:
 
 
 def _int_shift_only(q: Tensor, k: Tensor, v: Tensor, shift: Shift) -> str | None:
-    return "the release's algorithm takes one int shift per call" if isinstance(shift, Tensor) else None
+    return (
+        "the release's algorithm takes one int shift per call"
+        if isinstance(shift, Tensor)
+        else None
+    )
 
 
 BACKENDS: dict[str, AttentionBackend] = {
