@@ -134,6 +134,8 @@ CASES = {
     "d2-groups-of-5": (2, 40, 24, 101, 2, 3, 8, True, False),
     "d7-no-norm": (2, 40, 72, 150, 7, 3, 1, False, True),
     "d64-Cout-lt-Cin": (1, 70, 24, 130, 64, 3, 5, True, True),
+    # Tile 0's back tap and tile 1's forward tap each reach exactly one element of the sequence.
+    "d63-tap-edges": (1, 20, 20, 128, 63, 3, 4, True, True),
     "d512-L400": (1, 36, 20, 400, 512, 3, 4, True, True),
     "d512-L45": (2, 8, 12, 45, 512, 3, 2, True, True),
     "d256-L400-no-norm": (1, 24, 20, 400, 256, 3, 1, False, True),
@@ -162,7 +164,7 @@ def test_matches_float64(case, dtype, poisoned):
     c_in=st.integers(1, 70),
     c_out=st.integers(1, 70),
     length=st.integers(1, 140),
-    dilation=st.sampled_from([1, 2, 3, 7, 31, 64, 200, 512]),
+    dilation=st.sampled_from([1, 2, 3, 7, 31, 63, 64, 127, 200, 512]),
     k=st.sampled_from([1, 3, 5, 7]),
     groups_pick=st.integers(0, 10),
     norm=st.booleans(),
