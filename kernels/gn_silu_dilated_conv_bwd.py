@@ -291,9 +291,9 @@ def gn_silu_dilated_conv_bwd(
             dy, x, weight, dilation, mean, rstd, norm_weight, norm_bias, groups
         )
     if need_weight_grads:
-        dw, db = _weight_grads(dy, x, weight, dilation, mean, rstd, norm_weight, norm_bias, groups)
-        if not has_bias:
-            db = nothing(weight.dtype)
+        dw, db = _weight_grads(
+            dy, x, weight, dilation, mean, rstd, norm_weight, norm_bias, groups, has_bias
+        )
     return dx, dnw, dnb, dw, db
 
 
@@ -316,20 +316,20 @@ def _input_grads(dy, x, weight, dilation, mean, rstd, norm_weight, norm_bias, gr
         return (dx if dx is not None else torch.empty_like(x)), dnw, dnb
     cfg = conv_config(b, length, c_in, x)
     n_l = triton.cdiv(length, cfg["BLOCK_L"])
-    sums = torch.empty(2, b, c_in, n_l, **f32) if has_norm else torch.empty(2, 0, **f32)
+    sums = torch.empty(2, b, c_in, n_l, **f32) if has_norm else None
     w_t = weight.permute(2, 0, 1).contiguous()  # [K, Cout, Cin]: contiguous rows of input channels
     grid = (triton.cdiv(c_in, cfg["BLOCK_OUT"]) * n_l, b)
     gn_silu_dilated_conv_bwd_kernel_dx[grid](
         dy,
         w_t,
         x,
-        mean,
-        rstd,
+        mean if has_norm else x,  # unused pointers get x
+        rstd if has_norm else x,
         norm_weight if has_norm else x,
         norm_bias if has_norm else x,
         dz if has_norm else dx,
-        sums[0],
-        sums[1],
+        sums[0] if has_norm else x,
+        sums[1] if has_norm else x,
         c_in,
         c_out,
         length,
@@ -374,8 +374,8 @@ def _input_grads(dy, x, weight, dilation, mean, rstd, norm_weight, norm_bias, gr
     return dx, dnw, dnb
 
 
-def _weight_grads(dy, x, weight, dilation, mean, rstd, norm_weight, norm_bias, groups):
-    """(dweight [Cout, Cin, K], dbias [Cout]) in weight's dtype."""
+def _weight_grads(dy, x, weight, dilation, mean, rstd, norm_weight, norm_bias, groups, has_bias):
+    """(dweight [Cout, Cin, K], dbias [Cout], or [0] without a bias) in weight's dtype."""
     b, c_in, length = x.shape
     c_out, _, k = weight.shape
     has_norm = norm_weight is not None
@@ -393,19 +393,19 @@ def _weight_grads(dy, x, weight, dilation, mean, rstd, norm_weight, norm_bias, g
     splits = triton.cdiv(units, per_split) if units else 1
     f32 = dict(device=x.device, dtype=torch.float32)
     dw = torch.empty(splits, c_out, c_in, k, **f32)
-    db = torch.empty(splits, c_out, **f32)
+    db = torch.empty(splits, c_out if has_bias else 0, **f32)
     if units == 0:
         dw.zero_(), db.zero_()
     else:
         gn_silu_dilated_conv_bwd_kernel_dw[(n_tiles, k, splits)](
             dy,
             x,
-            mean,
-            rstd,
+            mean if has_norm else x,  # unused pointers get x
+            rstd if has_norm else x,
             norm_weight if has_norm else x,
             norm_bias if has_norm else x,
             dw,
-            db,
+            db if has_bias else dw,
             c_in,
             c_out,
             length,
@@ -416,7 +416,7 @@ def _weight_grads(dy, x, weight, dilation, mean, rstd, norm_weight, norm_bias, g
             per_split,
             K=k,
             HAS_NORM=has_norm,
-            HAS_BIAS=True,
+            HAS_BIAS=has_bias,
             INPUT_PRECISION=input_precision(x),
             **cfg,
         )

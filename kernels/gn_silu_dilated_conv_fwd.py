@@ -140,8 +140,9 @@ def conv_config(batch: int, length: int, c_out: int, x: torch.Tensor) -> dict[st
 
 
 def input_precision(x: torch.Tensor) -> str:
-    """tl.dot's fp32 mode: TF32 where PyTorch's own convolutions may use it (cuDNN's flag)."""
-    if x.dtype == torch.float32 and x.is_cuda and torch.backends.cudnn.allow_tf32:
+    """tl.dot's fp32 mode: TF32 where PyTorch's own convolutions may use it (cuDNN's flag), else
+    IEEE fp32. 16-bit operands ignore it; they get Triton's default."""
+    if x.dtype != torch.float32 or (x.is_cuda and torch.backends.cudnn.allow_tf32):
         return "tf32"
     return "ieee"
 
@@ -252,9 +253,9 @@ def gn_silu_dilated_conv_fwd(
     gn_silu_dilated_conv_fwd_kernel[grid](
         x,
         w,
-        bias if bias is not None else y,
-        mean,
-        rstd,
+        bias if bias is not None else y,  # unused pointers get y
+        mean if has_norm else y,
+        rstd if has_norm else y,
         norm_weight if has_norm else y,
         norm_bias if has_norm else y,
         y,

@@ -113,6 +113,16 @@ def check_against_float64(tensors, dy, groups, dilation, dtype) -> dict[str, flo
     return errors
 
 
+@pytest.fixture(autouse=True)
+def no_tf32():
+    """fp32 in IEEE on GPUs for both the kernels and cuDNN (TF32 has its own test); cuDNN takes
+    TF32 for some shapes only, which would make PyTorch's error no measure of the kernel's."""
+    was = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = was
+
+
 @pytest.fixture
 def poisoned():
     """Every torch.empty returns NaNs meanwhile, so memory a kernel fails to write shows."""
@@ -350,3 +360,15 @@ def test_model_shapes_on_gpu(shape, dtype, poisoned):
     b, c_in, c_out, length, dilation = MODEL_SHAPES[shape]
     *tensors, dy = make_inputs(b, c_in, c_out, length, 3, True, True, dtype, seed=length)
     check_against_float64(tensors, dy, 32, dilation, dtype)
+
+
+@needs_cuda
+def test_tf32_on_gpu(poisoned):
+    """With cuDNN's TF32 flag on (PyTorch's default), fp32 inputs take TF32 tensor cores: each
+    operand rounded to 10 mantissa bits (2^-11 = 4.9e-4 relative), so 4x that bounds the error."""
+    torch.backends.cudnn.allow_tf32 = True
+    *tensors, dy = make_inputs(2, 384, 256, 1600, 3, True, True, torch.float32, seed=11)
+    out, grads = run(tensors, dy, 32, 128, "triton")
+    f64_out, f64_grads = run_float64(tensors, dy, 32, 128)
+    for name, got, f64 in zip(("y", *NAMES), (out, *grads), (f64_out, *f64_grads)):
+        assert rel_err(got, f64) < 2e-3, name
