@@ -344,7 +344,7 @@ def _input_grads(dy, x, weight, dilation, mean, rstd, norm_weight, norm_bias, gr
     if not has_norm:
         return dx, dnw, dnb
     s_dz, s_dz_xhat = sums.sum(-1)  # [B, Cin] each
-    dnb, dnw = s_dz.sum(0).to(norm_bias.dtype), s_dz_xhat.sum(0).to(norm_weight.dtype)
+    dnb, dnw = s_dz.sum(0).to(norm_weight.dtype), s_dz_xhat.sum(0).to(norm_weight.dtype)
     gamma = norm_weight.float()
     n = (c_in // groups) * length
     c1 = (gamma * s_dz).view(b, groups, -1).sum(-1) / n  # [B, G]
@@ -383,19 +383,22 @@ def _weight_grads(dy, x, weight, dilation, mean, rstd, norm_weight, norm_bias, g
     n_l = triton.cdiv(length, cfg["BLOCK_L"])
     units = b * n_l  # (sample, time tile) pairs to reduce over
     n_tiles = triton.cdiv(c_in, cfg["BLOCK_IN"]) * triton.cdiv(c_out, cfg["BLOCK_OUT"])
-    # Split the reduction until there are about two programs per SM (two splits in the
-    # interpreter, to test the split path); each split adds a [Cout, Cin, K] fp32 partial.
-    target = (
-        2 * torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 2
-    )
-    splits = max(1, min(units, triton.cdiv(target, n_tiles * k)))
-    per_split = triton.cdiv(units, splits) if units else 1
+    # Split the reduction until there are about two programs per SM; each split adds a
+    # [Cout, Cin, K] fp32 partial. The interpreter always splits in two, to test the split path.
+    if x.is_cuda:
+        sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+        splits = triton.cdiv(2 * sms, n_tiles * k)
+    else:
+        splits = 2
+    splits = max(1, min(units, splits))
+    per_split = triton.cdiv(units, splits)
     splits = triton.cdiv(units, per_split) if units else 1
     f32 = dict(device=x.device, dtype=torch.float32)
     dw = torch.empty(splits, c_out, c_in, k, **f32)
     db = torch.empty(splits, c_out if has_bias else 0, **f32)
     if units == 0:
-        dw.zero_(), db.zero_()
+        dw.zero_()
+        db.zero_()
     else:
         gn_silu_dilated_conv_bwd_kernel_dw[(n_tiles, k, splits)](
             dy,
