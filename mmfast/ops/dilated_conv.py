@@ -62,9 +62,10 @@ def _triton_why_not(x: Tensor, explicit: bool) -> str | None:
     if not explicit and (interpreter or x.device.type != "cuda"):
         return "auto never runs the Triton interpreter; it takes Triton on CUDA GPUs only"
     if x.device.type == "cuda":
-        capability = torch.cuda.get_device_capability(x.device)
-        if capability < (8, 0):
-            return f"needs compute capability >= 8.0, got {capability[0]}.{capability[1]}"
+        # get_device_properties, unlike get_device_capability, is constant-folded by dynamo.
+        props = torch.cuda.get_device_properties(x.device)
+        if (props.major, props.minor) < (8, 0):
+            return f"needs compute capability >= 8.0, got {props.major}.{props.minor}"
         return None
     if x.device.type == "cpu":
         if not interpreter:
