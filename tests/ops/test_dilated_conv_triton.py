@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -271,6 +275,31 @@ def test_auto_never_picks_the_interpreter():
     if CUDA and torch.cuda.get_device_capability() >= (8, 0):
         assert select_conv_backend(x.cuda(), "auto").name == "triton"
         assert select_conv_backend(x.cuda().double(), "auto").name == "torch"
+
+
+def test_without_triton_import_works_and_auto_takes_torch():
+    """In a fresh interpreter where `import triton` fails: mmfast imports, auto runs PyTorch, and
+    an explicit "triton" names the reason."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import torch
+        sys.modules["triton"] = None  # import triton now raises ImportError
+        from mmfast.models import CoupledUNet
+        from mmfast.ops import dilated_conv1d
+        x, w = torch.randn(1, 4, 8), torch.randn(4, 4, 3)
+        assert torch.equal(dilated_conv1d(x, w), dilated_conv1d(x, w, backend="torch"))
+        try:
+            dilated_conv1d(x, w, backend="triton")
+        except ValueError as e:
+            assert "triton is not installed" in str(e), e
+        else:
+            raise AssertionError("no error")
+        """
+    )
+    root = str(Path(__file__).resolve().parents[2])  # this checkout's mmfast, not an installed one
+    env = {**os.environ, "PYTHONPATH": root}
+    subprocess.run([sys.executable, "-c", script], check=True, env=env)
 
 
 def test_backend_errors_are_named(monkeypatch):
