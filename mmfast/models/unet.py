@@ -204,6 +204,13 @@ class CoupledUNet(nn.Module):
         for block in self.cross_blocks:
             block.backend = backend
 
+    def set_conv_backend(self, backend: str) -> None:
+        """Use `backend` ("auto", "torch", "triton", ...) for every ResBlock's fused audio
+        GN -> SiLU -> dilated conv."""
+        for block in self.modules():
+            if isinstance(block, ResBlock):
+                block.conv_backend = backend
+
     def stages(self) -> Iterator[Stage]:
         yield from self.encoder
         yield self.middle

@@ -3,6 +3,12 @@
 `kernels/` (installed as `mmfast.kernels`) holds the Triton code; this package wraps it.
 """
 
+from mmfast.ops.dilated_conv import (
+    CONV_BACKENDS,
+    ConvBackend,
+    dilated_conv1d,
+    norm_silu_dilated_conv1d,
+)
 from mmfast.ops.windowed_attention import (
     BACKENDS,
     AttentionBackend,
@@ -10,4 +16,13 @@ from mmfast.ops.windowed_attention import (
     windowed_cross_attention,
 )
 
-__all__ = ["BACKENDS", "AttentionBackend", "register_backend", "windowed_cross_attention"]
+__all__ = [
+    "BACKENDS",
+    "CONV_BACKENDS",
+    "AttentionBackend",
+    "ConvBackend",
+    "dilated_conv1d",
+    "norm_silu_dilated_conv1d",
+    "register_backend",
+    "windowed_cross_attention",
+]
