@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mmfast.cli import convert
+from mmfast.cli import convert, demo, sample, train
 
-COMMANDS = [convert]
+COMMANDS = [train, sample, demo, convert]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ from mmfast.models.layers import (
     upsample_video,
     zero_init,
 )
+from mmfast.ops import norm_silu_dilated_conv1d
 
 _RESAMPLE = {
     "down": (downsample_video, downsample_audio),
@@ -26,7 +27,8 @@ _RESAMPLE = {
 class ResBlock(nn.Module):
     """video [B, Cin, F, H, W], audio [B, Cin, L], emb [B, E] -> [B, Cout, F, H', W'], [B, Cout, L'].
 
-    Video: GN -> SiLU -> 2d+1d conv; audio: GN -> SiLU -> dilated conv1d; then optional resampling
+    Video: GN -> SiLU -> 2d+1d conv; audio: GN -> SiLU -> dilated conv1d, one fused op whose
+    backend is `conv_backend` ("auto", "torch", "triton"); then optional resampling
     of both the branch and the skip input (`resample` "down": H/2, W/2, L/4; "up": x2, x4), FiLM
     from the time embedding (GN(h) * (1 + scale) + shift), SiLU, dropout, zero-initialised
     pointwise conv, residual; then optional self-attention.
@@ -50,6 +52,7 @@ class ResBlock(nn.Module):
             raise ValueError(f"resample must be None, 'up' or 'down', got {resample!r}")
         self.resample = resample
         self.dilation = dilation
+        self.conv_backend = "auto"
         self.video_in_norm = GroupNorm32(groups, in_channels)
         self.video_in_conv = VideoConv2p1d(in_channels, out_channels, 3)
         self.audio_in_norm = GroupNorm32(groups, in_channels)
@@ -78,7 +81,18 @@ class ResBlock(nn.Module):
 
     def forward(self, video: Tensor, audio: Tensor, emb: Tensor) -> tuple[Tensor, Tensor]:
         hv = self.video_in_conv(F.silu(self.video_in_norm(video)))
-        ha = self.audio_in_conv(F.silu(self.audio_in_norm(audio)))
+        norm, conv = self.audio_in_norm, self.audio_in_conv
+        ha = norm_silu_dilated_conv1d(
+            audio,
+            norm.weight,
+            norm.bias,
+            norm.num_groups,
+            conv.weight,
+            conv.bias,
+            self.dilation,
+            norm.eps,
+            backend=self.conv_backend,
+        )
         if self.resample is not None:
             resample_video, resample_audio = _RESAMPLE[self.resample]
             hv, video = resample_video(hv), resample_video(video)

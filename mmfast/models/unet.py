@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -80,7 +80,8 @@ class CoupledUNet(nn.Module):
         timesteps: [B] (or a scalar) diffusion times, int or float.
         shift: None draws each RS-MMA block's window shift R uniformly from [0, F - S] once per
             call (from `generator`, else torch's default generator; the middle block's window is
-            all frames); an int fixes R for every block; a LongTensor [B] gives each sample its R.
+            all frames); an int fixes R for every block; a LongTensor [B] gives each sample its R;
+            a sequence gives each stage its own (int or LongTensor [B]), as `draw_shifts` returns.
         generator: a CPU torch.Generator for the shift draws.
     Returns the epsilon predictions (video [B, F, C, H, W], audio [B, Ca, L]).
 
@@ -203,6 +204,13 @@ class CoupledUNet(nn.Module):
         for block in self.cross_blocks:
             block.backend = backend
 
+    def set_conv_backend(self, backend: str) -> None:
+        """Use `backend` ("auto", "torch", "triton", ...) for every ResBlock's fused audio
+        GN -> SiLU -> dilated conv."""
+        for block in self.modules():
+            if isinstance(block, ResBlock):
+                block.conv_backend = backend
+
     def stages(self) -> Iterator[Stage]:
         yield from self.encoder
         yield self.middle
@@ -227,16 +235,23 @@ class CoupledUNet(nn.Module):
         video: Tensor,
         audio: Tensor,
         timesteps: Tensor | float,
-        shift: Shift | None = None,
+        shift: Shift | Sequence[Shift] | None = None,
         *,
         generator: torch.Generator | None = None,
     ) -> tuple[Tensor, Tensor]:
         timesteps = self._check_inputs(video, audio, timesteps, shift)
         frames = video.shape[1]
+        n_stages = len(self.encoder) + 1 + len(self.decoder)
         if shift is None:
             shifts: list[Shift] = list(self.draw_shifts(frames, generator))
+        elif isinstance(shift, (list, tuple)):
+            if len(shift) != n_stages:
+                raise ValueError(
+                    f"a shift sequence needs one entry per stage ({n_stages}), got {len(shift)}"
+                )
+            shifts = list(shift)
         else:
-            shifts = [shift] * (len(self.encoder) + 1 + len(self.decoder))
+            shifts = [shift] * n_stages
 
         emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels))
         v, a = self.stem(video.permute(0, 2, 1, 3, 4), audio)
@@ -316,8 +331,9 @@ class CoupledUNet(nn.Module):
                     f"audio length {length} gives {length // 4**level} samples at level {level}, "
                     f"which RS-MMA cannot split into F={f} equal segments; use a multiple of {f * 4**level}"
                 )
-        if isinstance(shift, Tensor) and shift.shape != (b,):
-            raise ValueError(f"a shift tensor must have shape [B={b}], got {tuple(shift.shape)}")
+        for r in shift if isinstance(shift, (list, tuple)) else [shift]:
+            if isinstance(r, Tensor) and r.shape != (b,):
+                raise ValueError(f"a shift tensor must have shape [B={b}], got {tuple(r.shape)}")
         if not isinstance(timesteps, Tensor):
             timesteps = torch.tensor(timesteps, device=param.device)
         if timesteps.dim() == 0:

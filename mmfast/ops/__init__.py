@@ -6,6 +6,12 @@ Importing it registers the torch custom ops `mmfast::rsmma_fwd` / `mmfast::rsmma
 """
 
 from mmfast.ops import rsmma_triton  # noqa: F401  (registration)
+from mmfast.ops.dilated_conv import (
+    CONV_BACKENDS,
+    ConvBackend,
+    dilated_conv1d,
+    norm_silu_dilated_conv1d,
+)
 from mmfast.ops.windowed_attention import (
     BACKENDS,
     AttentionBackend,
@@ -13,4 +19,13 @@ from mmfast.ops.windowed_attention import (
     windowed_cross_attention,
 )
 
-__all__ = ["BACKENDS", "AttentionBackend", "register_backend", "windowed_cross_attention"]
+__all__ = [
+    "BACKENDS",
+    "CONV_BACKENDS",
+    "AttentionBackend",
+    "ConvBackend",
+    "dilated_conv1d",
+    "norm_silu_dilated_conv1d",
+    "register_backend",
+    "windowed_cross_attention",
+]

@@ -5,7 +5,7 @@ Query segment i (tokens [i*Lq/F, (i+1)*Lq/F)) attends to the keys of key segment
 kernels, the tests and the benchmarks are compared with; they validate nothing (the public entry
 point `mmfast.ops.windowed_cross_attention` does).
 
-- `naive`: full attention with a boolean [Lq, Lk] mask: simple, O(Lq*Lk) memory.
+- `naive`: full attention with a boolean [Lq, Lk] mask: simple, O(Lq*Lk) work.
 - `gather`: each query segment's window of keys gathered by segment (F+W-1 segment indices, no
   per-token index tables), then one SDPA call over (B, H, F) batches: O(Lq*W*Lk/F) work.
 - `gather_..._lse` / `gather_..._backward`: the same windows with explicit scores, returning the
@@ -33,13 +33,19 @@ def _shift_tensor(shift: Shift, device: torch.device) -> Tensor:
     return torch.tensor([shift], device=device, dtype=torch.long)
 
 
-def window_mask(lq: int, lk: int, segments: int, window: int, shift: Shift, device=None) -> Tensor:
-    """Boolean mask [Bs, Lq, Lk], True where query i may attend key j (Bs = 1 for an int shift)."""
-    seg_q = torch.arange(lq, device=device) // (lq // segments)
-    seg_k = torch.arange(lk, device=device) // (lk // segments)
-    rel = seg_k[None, :] - seg_q[:, None]  # [Lq, Lk]
-    shift_t = _shift_tensor(shift, rel.device)
+def window_mask(
+    lq: int, lk: int, segments: int, window: int, shift: Shift, device=None, rows: slice = slice(None)
+) -> Tensor:
+    """Boolean mask [Bs, Lq, Lk] (or the query `rows` of it), True where query i may attend key j
+    (Bs = 1 for an int shift)."""
+    seg_q = (torch.arange(lq, device=device, dtype=torch.int32) // (lq // segments))[rows]
+    seg_k = torch.arange(lk, device=device, dtype=torch.int32) // (lk // segments)
+    rel = seg_k[None, :] - seg_q[:, None]  # [rows, Lk]
+    shift_t = _shift_tensor(shift, rel.device).to(torch.int32)
     return torch.remainder(rel[None] - shift_t[:, None, None], segments) < window
+
+
+NAIVE_CHUNK = 2**25  # scores per query chunk of the naive reference (128 MiB in fp32)
 
 
 def naive_windowed_attention_lse(
@@ -47,17 +53,31 @@ def naive_windowed_attention_lse(
 ) -> tuple[Tensor, Tensor]:
     """Masked full attention. q: [B, H, Lq, D], k, v: [B, H, Lk, D].
 
-    Returns (out [B, H, Lq, D] in q's dtype, lse [B, H, Lq] in fp32, or fp64 for fp64 inputs):
-    lse is the natural log-sum-exp of the scaled, masked scores of each query.
+    Every query is scored against every key and the scores outside its window are masked; the
+    queries are processed in chunks of at most NAIVE_CHUNK scores, which bounds memory and does not
+    change the result. Returns (out [B, H, Lq, D] in q's dtype, lse [B, H, Lq] in fp32, or fp64
+    for fp64 inputs): lse is the natural log-sum-exp of the scaled, masked scores of each query.
     """
     acc = torch.float64 if q.dtype == torch.float64 else torch.float32
-    mask = window_mask(q.shape[2], k.shape[2], segments, window, shift, q.device)[:, None]
-    scores = torch.matmul(q.to(acc), k.to(acc).transpose(-1, -2)) * scale
-    scores = scores.masked_fill(~mask, float("-inf"))
-    lse = torch.logsumexp(scores, dim=-1)
-    probs = torch.exp(scores - lse[..., None])
-    out = torch.matmul(probs, v.to(acc))
-    return out.to(q.dtype), lse
+    b, h, lq, _ = q.shape
+    lk = k.shape[2]
+    kt, va = k.to(acc).transpose(-1, -2), v.to(acc)
+    differentiable = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+    rows = max(1, NAIVE_CHUNK // max(b * h * lk, 1))
+    outs, lses = [], []
+    for i in range(0, lq, rows):
+        mask = window_mask(lq, lk, segments, window, shift, q.device, slice(i, i + rows))[:, None]
+        scores = torch.matmul(q[:, :, i : i + rows].to(acc) * scale, kt)
+        if differentiable:
+            scores = scores.masked_fill(~mask, float("-inf"))
+            lse = torch.logsumexp(scores, dim=-1)
+            probs = torch.exp(scores - lse[..., None])
+        else:  # in place: a fraction of the allocations for the large no-grad calls
+            lse = torch.logsumexp(scores.masked_fill_(~mask, float("-inf")), dim=-1)
+            probs = scores.sub_(lse[..., None]).exp_()
+        outs.append(torch.matmul(probs, va))
+        lses.append(lse)
+    return torch.cat(outs, dim=2).to(q.dtype), torch.cat(lses, dim=2)
 
 
 def naive_windowed_attention(

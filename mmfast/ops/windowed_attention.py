@@ -34,9 +34,19 @@ def _always(q: Tensor, k: Tensor, v: Tensor, shift: Shift) -> str | None:
     return None
 
 
+def _int_shift_only(q: Tensor, k: Tensor, v: Tensor, shift: Shift) -> str | None:
+    return (
+        "the release's algorithm takes one int shift per call"
+        if isinstance(shift, Tensor)
+        else None
+    )
+
+
 BACKENDS: dict[str, AttentionBackend] = {
     "naive": AttentionBackend("naive", reference.naive_windowed_attention, _always),
     "gather": AttentionBackend("gather", reference.gather_windowed_attention, _always),
+    # The original per-frame loop, for benchmarks of release-style execution; never chosen by auto.
+    "release": AttentionBackend("release", reference.release_windowed_attention, _int_shift_only),
 }
 # `auto` takes the first backend of this list that can run the inputs.
 AUTO_ORDER: list[str] = ["gather"]
@@ -145,9 +155,10 @@ def windowed_cross_attention(
             (taken mod F).
         scale: softmax scale, default 1/sqrt(D).
         backend: "auto" (the fastest that supports the inputs: "triton" on CUDA devices of compute
-            capability >= 8.0, else "gather"), "naive", "gather", "triton" (the fused kernels; on
-            CPU tensors the Triton interpreter if TRITON_INTERPRET=1 was set before triton was
-            imported, else the op's gather implementation), or any registered backend.
+            capability >= 8.0, else "gather"), "naive", "gather", "release" (the original
+            per-frame loop), "triton" (the fused kernels; on CPU tensors the Triton interpreter if
+            TRITON_INTERPRET=1 was set before triton was imported, else the op's gather
+            implementation), or any registered backend.
 
     Returns:
         [B, H, Lq, D] in q's dtype.

@@ -1,0 +1,27 @@
+"""Data: folders of videos with sound, one-file reads, the mp4/PNG writers and the built-in
+synthetic audio-visual task with its A/V-sync score.
+
+Tensors everywhere: video [F, 3, H, W] float32 in [-1, 1]; audio [1, L] float32 in [-1, 1], mono.
+"""
+
+from mmfast.data.folder import VideoFolderDataset
+from mmfast.data.preview import write_preview
+from mmfast.data.probe import MediaError, MediaInfo, MediaWarning, StreamSpan, probe
+from mmfast.data.read import read_media
+from mmfast.data.synthetic import SyntheticAVDataset, av_sync_score, av_sync_scores
+from mmfast.data.write import write_clip
+
+__all__ = [
+    "MediaError",
+    "MediaInfo",
+    "MediaWarning",
+    "StreamSpan",
+    "SyntheticAVDataset",
+    "VideoFolderDataset",
+    "av_sync_score",
+    "av_sync_scores",
+    "probe",
+    "read_media",
+    "write_clip",
+    "write_preview",
+]

@@ -1,0 +1,124 @@
+"""`sample`: the public sampling call over any pair denoiser."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from mmfast.diffusion.base import Sampler, StepContext
+from mmfast.diffusion.conditioning import Condition, Conditioner
+from mmfast.diffusion.ddim import DDIM
+from mmfast.diffusion.ddpm import DDPM
+from mmfast.diffusion.dpm_solver import DPMSolver
+from mmfast.diffusion.dpm_solver_pp import DPMSolverPP
+from mmfast.diffusion.pair import Denoiser, PairLayout, flat_eps_fn
+from mmfast.diffusion.schedule import NoiseSchedule
+
+SAMPLERS: dict[str, type] = {
+    "ddpm": DDPM,
+    "ddim": DDIM,
+    "dpm-solver": DPMSolver,
+    "dpm-solver++": DPMSolverPP,
+}
+
+
+def make_sampler(sampler: str | Sampler, **options) -> Sampler:
+    """A sampler by name (with its options, e.g. eta=0.5 for ddim, order=2 for dpm-solver), or the
+    given sampler object."""
+    if not isinstance(sampler, str):
+        if options:
+            raise ValueError(
+                "sampler options go to the sampler's constructor, not beside a sampler object"
+            )
+        return sampler
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(SAMPLERS)}")
+    return SAMPLERS[sampler](**options)
+
+
+def _default_device(denoiser: Denoiser) -> torch.device:
+    params = getattr(denoiser, "parameters", None)
+    if callable(params):
+        for p in params():
+            return p.device
+    return torch.device("cpu")
+
+
+def sample(
+    denoiser: Denoiser,
+    video_shape: Sequence[int],
+    audio_shape: Sequence[int],
+    *,
+    sampler: str | Sampler = "dpm-solver++",
+    steps: int = 20,
+    generator: torch.Generator | None = None,
+    schedule: NoiseSchedule | None = None,
+    condition: Condition | None = None,
+    noise: tuple[Tensor, Tensor] | None = None,
+    integer_time: bool = False,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
+    **sampler_options,
+) -> tuple[Tensor, Tensor]:
+    """Generate a batch of (video, audio) pairs.
+
+    Args:
+        denoiser: `denoiser(video_t, audio_t, t) -> (eps_video, eps_audio)`, t a float tensor [B]
+            on the 0..T-1 scale (a CoupledUNet, or any function).
+        video_shape, audio_shape: batch-first shapes, e.g. (B, 16, 3, 64, 64) and (B, 1, 25600).
+        sampler: "ddpm", "ddim", "dpm-solver" (the release's: order 3, single-step), "dpm-solver++"
+            (2M, data prediction), or a sampler object; `sampler_options` go to its constructor
+            (ddpm: variance, clip_denoised; ddim: eta, clip_denoised; dpm-solver: order, spacing;
+            dpm-solver++: order, spacing, thresholding, lower_order_final).
+        steps: number of transitions (model calls, except for dpm-solver's single-step segments,
+            where it is the number of calls).
+        generator: seeds the initial noise, ancestral noise and the condition's noise.
+        schedule: default linear betas 1e-4..0.02 over T = 1000.
+        condition: a `Condition` for audio->video or video->audio generation.
+        noise: the initial (video, audio) noise, instead of drawing it.
+        integer_time: truncate the model's time input to an integer, as the release's DPM-Solver did.
+        dtype: the dtype of the sampler's state (fp32; the denoiser may compute in lower precision).
+
+    Returns:
+        (video, audio) shaped as asked, in `dtype`.
+    """
+    layout = PairLayout(tuple(video_shape), tuple(audio_shape))
+    device = torch.device(device) if device is not None else _default_device(denoiser)
+    schedule = (schedule or NoiseSchedule.linear()).to(device)
+    chosen = make_sampler(sampler, **sampler_options)
+    gen_device = generator.device if generator is not None else device
+
+    def randn(*shape: int) -> Tensor:
+        return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
+
+    if noise is None:
+        x = randn(layout.batch, sum(layout.sizes))
+    else:
+        x = layout.join(noise[0].to(device, dtype), noise[1].to(device, dtype))
+    ctx = StepContext(flat_eps_fn(denoiser, layout, integer_time), schedule, layout, generator)
+    conditioner = None
+    if condition is not None:
+        given = layout.part(condition.modality)
+        conditioner = Conditioner(
+            condition, layout, schedule, randn(layout.batch, given.stop - given.start)
+        )
+        ctx = conditioner.wrap(ctx)
+
+    plan = chosen.plan(schedule, steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        plan = tqdm(plan, desc=f"{chosen.name} sampling", unit="step")
+    history: tuple = ()
+    for tr in plan:
+        if conditioner is None:
+            with torch.no_grad():
+                x, history = chosen.step(ctx, x, tr, history)
+        else:
+            x, history = conditioner.step(chosen, ctx, x, tr, history)
+    if conditioner is not None:
+        x = conditioner.finalize(x)
+    return layout.split(x)

@@ -1,0 +1,58 @@
+"""Which times a sampler visits: discrete respacing (DDPM, DDIM) and continuous spacings
+(DPM-Solver). All times are on the model's 0..T-1 scale, descending."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import torch
+
+from mmfast.diffusion.schedule import NoiseSchedule
+
+
+class Spacing(str, Enum):
+    """How DPM-Solver spaces its steps between tau = T-1 and tau = 0."""
+
+    LOGSNR = "logsnr"  # uniform in half log-SNR (the release's choice)
+    TIME_UNIFORM = "time-uniform"  # uniform in t_continuous = (tau + 1) / T
+    TIME_QUADRATIC = "time-quadratic"  # uniform in sqrt(t_continuous)
+
+
+def discrete_timesteps(num_timesteps: int, steps: int) -> list[int]:
+    """`steps` integer timesteps from T-1 down to 0, evenly strided and rounded (improved DDPM's
+    respacing with one section, which the release used)."""
+    if not 1 <= steps <= num_timesteps:
+        raise ValueError(f"steps must be in [1, {num_timesteps}], got {steps}")
+    if steps == 1:
+        return [num_timesteps - 1]
+    stride = (num_timesteps - 1) / (steps - 1)
+    return sorted({round(i * stride) for i in range(steps)}, reverse=True)
+
+
+def continuous_timesteps(
+    schedule: NoiseSchedule, steps: int, spacing: Spacing | str
+) -> list[float]:
+    """`steps + 1` float times from T-1 down to 0 (t_continuous from 1 down to 1/T)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    spacing = Spacing(spacing)
+    n = schedule.num_timesteps
+    t_start, t_end = 1.0, 1.0 / n  # t_continuous
+    if spacing is Spacing.LOGSNR:
+        lam = torch.linspace(
+            float(schedule.lambda_(n - 1)),
+            float(schedule.lambda_(0.0)),
+            steps + 1,
+            dtype=torch.float64,
+        )
+        taus = schedule.tau_from_lambda(lam.to(schedule.device)).tolist()
+    elif spacing is Spacing.TIME_UNIFORM:
+        taus = [
+            t * n - 1
+            for t in torch.linspace(t_start, t_end, steps + 1, dtype=torch.float64).tolist()
+        ]
+    else:
+        root = torch.linspace(t_start**0.5, t_end**0.5, steps + 1, dtype=torch.float64)
+        taus = [t * n - 1 for t in (root**2).tolist()]
+    taus[0], taus[-1] = float(n - 1), 0.0  # exact ends, whatever the round-off
+    return taus

@@ -1,0 +1,14 @@
+"""Training the coupled U-Net: configs, the loop, checkpoints, data stream, DDP."""
+
+from mmfast.train.checkpoint import load_checkpoint_model
+from mmfast.train.config import TRAIN_PRESETS, TrainConfig, get_train_config
+from mmfast.train.trainer import TrainResult, train
+
+__all__ = [
+    "TRAIN_PRESETS",
+    "TrainConfig",
+    "TrainResult",
+    "get_train_config",
+    "load_checkpoint_model",
+    "train",
+]

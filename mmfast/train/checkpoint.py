@@ -1,0 +1,135 @@
+"""Training checkpoints: model, EMA, optimizer, grad scaler, step, RNG state and configs in one
+safetensors file (tensors) with JSON metadata (everything else). No pickle; written atomically."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from mmfast.files import atomic_path
+from mmfast.models import CoupledUNet, CoupledUNetConfig
+
+FORMAT = "mmfast.TrainCheckpoint"
+
+
+def _split_optimizer(state: dict) -> tuple[dict[str, Tensor], dict]:
+    tensors, rest = {}, {}
+    for idx, entry in state["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{idx}.{key}"] = value
+            else:
+                rest.setdefault(str(idx), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "state": rest}
+
+
+def _join_optimizer(tensors: dict[str, Tensor], meta: dict) -> dict:
+    state: dict[int, dict[str, Any]] = {int(i): dict(v) for i, v in meta["state"].items()}
+    for name, value in tensors.items():
+        _, idx, key = name.split(".", 2)
+        state.setdefault(int(idx), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_training_checkpoint(
+    path: str | Path,
+    *,
+    model: CoupledUNet,
+    ema,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    step: int,
+    train_config_json: str,
+    world_size: int,
+) -> None:
+    tensors: dict[str, Tensor] = {}
+    tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
+    tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
+    optim_tensors, optim_meta = _split_optimizer(optimizer.state_dict())
+    tensors.update(optim_tensors)
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    metadata = {
+        "format": FORMAT,
+        "step": str(step),
+        "world_size": str(world_size),
+        "model_config": model.config.to_json(),
+        "train_config": train_config_json,
+        "optimizer": json.dumps(optim_meta),
+        "scaler": json.dumps(scaler.state_dict()),
+    }
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as err:  # noqa: BLE001 - re-raised with the file named
+        raise ValueError(f"{path} is not a safetensors file: {err}") from err
+    if meta.get("format") != FORMAT:
+        raise ValueError(
+            f"{path} is not an mmfast training checkpoint (format {meta.get('format')!r})"
+        )
+    return meta
+
+
+def load_training_checkpoint(
+    path: str | Path,
+    *,
+    model: CoupledUNet,
+    ema,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+) -> dict[str, str]:
+    """Restore everything in place; returns the checkpoint's metadata (its "step" is the next step)."""
+    meta = read_metadata(path)
+    saved = CoupledUNetConfig.from_dict(json.loads(meta["model_config"]))
+    if saved != model.config:
+        raise ValueError(f"{path} holds a different model: {saved} != {model.config}")
+    tensors = load_file(str(path), device="cpu")
+    group = lambda prefix: {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+    model.load_state_dict(group("model."), strict=True)
+    ema.load_state_dict(group("ema."))
+    optimizer.load_state_dict(
+        _join_optimizer(
+            {k: v for k, v in tensors.items() if k.startswith("optim.")},
+            json.loads(meta["optimizer"]),
+        )
+    )
+    scaler.load_state_dict(json.loads(meta["scaler"]))
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda_states = [
+        tensors[f"rng.cuda.{i}"]
+        for i in range(torch.cuda.device_count())
+        if f"rng.cuda.{i}" in tensors
+    ]
+    if cuda_states and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
+    return meta
+
+
+def load_checkpoint_model(path: str | Path, weights: str = "ema") -> CoupledUNet:
+    """The model of a training checkpoint with its EMA ("ema") or raw ("raw") weights, on the CPU."""
+    if weights not in ("ema", "raw"):
+        raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
+    meta = read_metadata(path)
+    model = CoupledUNet(CoupledUNetConfig.from_dict(json.loads(meta["model_config"])))
+    prefix = "ema." if weights == "ema" else "model."
+    with safe_open(str(path), framework="pt") as f:
+        state = {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118
+    model.load_state_dict(state, strict=True)
+    return model

@@ -1,0 +1,92 @@
+"""Training configuration, with named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+from mmfast.models.config import CoupledUNetConfig, get_config
+
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run needs besides its output directory.
+
+    data: a folder of videos with sound, or None for the built-in synthetic dataset. batch_size is
+    per process (the global batch is batch_size x world size). max_minutes bounds the wall time
+    (the run stops at the first step boundary after it and writes a checkpoint).
+    """
+
+    model: str = "mmdiffusion-64"
+    model_overrides: tuple[tuple[str, object], ...] = ()
+    data: str | None = None
+    fps: float = 10.0
+    hflip_p: float = 0.0
+    resize: str = "letterbox"
+    synthetic_clips: int = 100_000
+    steps: int = 100_000
+    batch_size: int = 4
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    ema_rate: float = 0.9999
+    grad_clip: float | None = 1.0
+    precision: str = "fp32"
+    compile: bool = False
+    activation_checkpointing: bool = False
+    loss_weights: tuple[float, float] = (1.0, 1.0)
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 1000
+    max_minutes: float | None = None
+    num_workers: int | None = None  # None: 0 for synthetic data, up to 4 for a folder
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_rate < 1.0:
+            raise ValueError(f"ema_rate must be in [0, 1), got {self.ema_rate}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.resize not in ("letterbox", "center-crop"):
+            raise ValueError(f"resize must be 'letterbox' or 'center-crop', got {self.resize!r}")
+
+    def model_config(self) -> CoupledUNetConfig:
+        return get_config(self.model, **dict(self.model_overrides))
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        d = json.loads(text)
+        d["model_overrides"] = tuple(tuple(kv) for kv in d.get("model_overrides", ()))
+        d["betas"] = tuple(d["betas"])
+        d["loss_weights"] = tuple(d["loss_weights"])
+        return cls(**d)
+
+
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    # The release's recipe (paper Table A.1): dropout 0.1, lr 1e-4, no weight decay, EMA 0.9999,
+    # 100k steps at a global batch of 128 (32 processes x 4).
+    "mmdiffusion-64": TrainConfig(model="mmdiffusion-64", model_overrides=(("dropout", 0.1),)),
+    # The tiny model for CPUs: a higher learning rate and a shorter EMA suit short runs.
+    "tiny": TrainConfig(model="tiny", steps=20_000, lr=5e-4, ema_rate=0.999, checkpoint_every=200),
+}
+
+
+def get_train_config(name: str, **overrides) -> TrainConfig:
+    if name not in TRAIN_PRESETS:
+        raise ValueError(
+            f"unknown training preset {name!r}; expected one of {sorted(TRAIN_PRESETS)}"
+        )
+    return TRAIN_PRESETS[name].replace(**overrides)

@@ -1,0 +1,244 @@
+"""The training loop: AdamW, EMA, clipping, fp32 / fp16 (autocast + GradScaler) / bf16, optional
+torch.compile and activation checkpointing, DDP, periodic atomic checkpoints and exact resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from mmfast.diffusion import NoiseSchedule, diffusion_loss
+from mmfast.models import CoupledUNet, CoupledUNetConfig
+from mmfast.train.checkpoint import load_training_checkpoint, save_training_checkpoint
+from mmfast.train.config import TrainConfig
+from mmfast.train.data import ClipDataset, Draws, DrawSampler
+from mmfast.train.distributed import DistInfo, barrier, setup_distributed, teardown_distributed
+from mmfast.train.ema import EMA
+from mmfast.train.seeding import STREAMS, derive_seed, step_generator
+
+CHECKPOINT = "checkpoint.safetensors"
+EMA_MODEL = "model-ema.safetensors"
+LOG = "log.jsonl"
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class TrainResult:
+    step: int  # steps done in total (the next step to run)
+    last_loss: float
+    samples_per_second: float
+    checkpoint: Path
+    ema_model: Path
+    model: CoupledUNet  # the trained module (raw weights) of this process
+
+
+def build_dataset(config: TrainConfig, model_cfg: CoupledUNetConfig, run_dir: Path) -> ClipDataset:
+    """The folder dataset of `config.data`, else the synthetic one, at the model's sizes."""
+    audio_rate = model_cfg.audio_length * config.fps / model_cfg.video_frames
+    if config.data is None:
+        from mmfast.data.synthetic import SyntheticAVDataset
+
+        return SyntheticAVDataset(
+            config.synthetic_clips,
+            frames=model_cfg.video_frames,
+            size=model_cfg.video_size,
+            audio_length=model_cfg.audio_length,
+            fps=config.fps,
+            seed=config.seed,
+        )
+    from mmfast.data.video_folder import VideoFolderDataset
+
+    return VideoFolderDataset(
+        config.data,
+        frames=model_cfg.video_frames,
+        fps=config.fps,
+        size=model_cfg.video_size,
+        audio_rate=round(audio_rate),
+        resize=config.resize,
+        hflip_p=config.hflip_p,
+        index_path=run_dir / "clip_index.json",
+    )
+
+
+def _loader(dataset: ClipDataset, config: TrainConfig, info: DistInfo, step: int) -> DataLoader:
+    workers = config.num_workers
+    if workers is None:
+        workers = 0 if config.data is None else 4
+    return DataLoader(
+        Draws(dataset, config.seed),
+        batch_size=config.batch_size,
+        sampler=DrawSampler(step * config.batch_size, info.rank, info.world_size),
+        num_workers=workers,
+        pin_memory=info.device.type == "cuda",
+        persistent_workers=workers > 0,
+    )
+
+
+def _log(run_dir: Path, record: dict) -> None:
+    with open(run_dir / LOG, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    progress: bool = True,
+    dataset: ClipDataset | None = None,
+    stop_at: int | None = None,
+) -> TrainResult:
+    """Train (or resume, when `run_dir` holds a checkpoint) until `config.steps` (or `stop_at`,
+    or `config.max_minutes`); returns where it stopped. Run under torchrun for several processes."""
+    info = setup_distributed()
+    try:
+        return _train(config, Path(run_dir), info, progress, dataset, stop_at)
+    finally:
+        teardown_distributed(info)
+
+
+def _train(
+    config: TrainConfig, run_dir: Path, info: DistInfo, progress: bool, dataset, stop_at
+) -> TrainResult:
+    started = time.monotonic()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device = info.device
+    model_cfg = config.model_config().replace(use_checkpoint=config.activation_checkpointing)
+    torch.manual_seed(config.seed)  # the same initial weights in every process
+    model = CoupledUNet(model_cfg).to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+    )
+    ema = EMA(model, config.ema_rate)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+
+    ckpt = run_dir / CHECKPOINT
+    step = 0
+    if ckpt.exists():
+        meta = load_training_checkpoint(
+            ckpt, model=model, ema=ema, optimizer=optimizer, scaler=scaler
+        )
+        step = int(meta["step"])
+        if int(meta["world_size"]) != info.world_size and info.is_main:
+            print(
+                f"resuming a {meta['world_size']}-process run with {info.world_size}: the data order changes"
+            )
+    elif info.is_main:
+        (run_dir / "train_config.json").write_text(config.to_json())
+
+    dataset = dataset if dataset is not None else build_dataset(config, model_cfg, run_dir)
+    batches = iter(_loader(dataset, config, info, step))
+    net = (
+        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if info.enabled
+        else model
+    )
+    forward = torch.compile(net) if config.compile else net
+    schedule = NoiseSchedule.linear().to(device)
+    amp = AMP_DTYPES.get(config.precision)
+    end = min(config.steps, stop_at) if stop_at is not None else config.steps
+
+    bar = None
+    if progress and info.is_main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=end, initial=step, desc="train", unit="step", dynamic_ncols=True)
+    last_loss, rate, window_start, window_items = math.nan, 0.0, time.monotonic(), 0
+    while step < end:
+        video, audio = next(batches)
+        video = video.to(device, non_blocking=True)
+        audio = audio.to(device, non_blocking=True)
+        model.train()
+        torch.manual_seed(
+            derive_seed(config.seed, STREAMS["dropout"], info.rank, step)
+        )  # dropout masks
+        shifts = model.draw_shifts(
+            video.shape[1], step_generator(config.seed, info.rank, step, "shift")
+        )
+        if config.compile:  # tensors: one compiled graph for every shift
+            shifts = [
+                torch.full((video.shape[0],), r, device=device, dtype=torch.long) for r in shifts
+            ]
+        noise_gen = step_generator(config.seed, info.rank, step, "diffusion", device)
+        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+            out = diffusion_loss(
+                lambda v, a, t, shifts=shifts: forward(v, a, t, shift=shifts),
+                video,
+                audio,
+                schedule,
+                generator=noise_gen,
+                weights=config.loss_weights,
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(out.loss).backward()
+        if config.grad_clip is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        ema.update(model)
+        step += 1
+        window_items += video.shape[0] * info.world_size
+
+        timed_out = (
+            config.max_minutes is not None
+            and (time.monotonic() - started) > 60 * config.max_minutes
+        )
+        if step % config.log_every == 0 or step == end or timed_out:
+            last_loss = out.loss.item()
+            now = time.monotonic()
+            rate = window_items / max(now - window_start, 1e-9)
+            window_start, window_items = now, 0
+            record = dict(
+                step=step,
+                loss=last_loss,
+                video=out.video.item(),
+                audio=out.audio.item(),
+                samples_per_s=rate,
+            )
+            if info.is_main:
+                _log(run_dir, record)
+                if bar is not None:
+                    bar.set_postfix(
+                        loss=f"{last_loss:.4f}",
+                        video=f"{record['video']:.4f}",
+                        audio=f"{record['audio']:.4f}",
+                        sps=f"{rate:.2f}",
+                    )
+        if bar is not None:
+            bar.update(1)
+        if step % config.checkpoint_every == 0 or step == end or timed_out:
+            _checkpoint(run_dir, model, ema, optimizer, scaler, step, config, info)
+        if timed_out:
+            break
+    if bar is not None:
+        bar.close()
+    if not (run_dir / CHECKPOINT).exists() or step == 0:
+        _checkpoint(run_dir, model, ema, optimizer, scaler, step, config, info)
+    return TrainResult(step, last_loss, rate, run_dir / CHECKPOINT, run_dir / EMA_MODEL, model)
+
+
+def _checkpoint(
+    run_dir: Path, model, ema, optimizer, scaler, step: int, config: TrainConfig, info: DistInfo
+) -> None:
+    """Rank 0 writes the training checkpoint and the EMA weights as a model file; all wait."""
+    if info.is_main:
+        save_training_checkpoint(
+            run_dir / CHECKPOINT,
+            model=model,
+            ema=ema,
+            optimizer=optimizer,
+            scaler=scaler,
+            step=step,
+            train_config_json=config.to_json(),
+            world_size=info.world_size,
+        )
+        averaged = CoupledUNet(model.config)
+        ema.copy_to(averaged)
+        averaged.save(run_dir / EMA_MODEL)
+    barrier(info)

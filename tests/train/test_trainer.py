@@ -1,0 +1,159 @@
+"""The training loop: exact resume, checkpoints, precisions, DDP across two CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from fake_clips import SMALL_MODEL, FakeClips
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from mmfast.train import get_train_config, load_checkpoint_model, train
+from mmfast.train.checkpoint import read_metadata
+from mmfast.train.data import Draws, DrawSampler
+
+
+def _config(**kw):
+    base = dict(
+        model_overrides=SMALL_MODEL, steps=4, batch_size=2, log_every=1, checkpoint_every=2, lr=1e-3
+    )
+    base.update(kw)
+    return get_train_config("tiny", **base)
+
+
+def _tensors(path: Path, prefix: str) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in load_file(str(path)).items() if k.startswith(prefix)}
+
+
+def test_draws_are_deterministic_sharded_and_resumable():
+    draws = Draws(FakeClips(n=5), seed=3)
+    a = [draws[d] for d in range(12)]
+    b = [Draws(FakeClips(n=5), seed=3)[d] for d in range(12)]
+    assert all(torch.equal(x[0], y[0]) for x, y in zip(a, b))
+    epoch0 = sorted(int(draws.permutation(0)[i]) for i in range(5))
+    assert epoch0 == list(range(5))  # every clip once per epoch
+    assert not torch.equal(draws.permutation(0), draws.permutation(1))
+    it0, it1 = iter(DrawSampler(0, 0, 2)), iter(DrawSampler(0, 1, 2))
+    assert [next(it0) for _ in range(3)] == [0, 2, 4] and [next(it1) for _ in range(3)] == [1, 3, 5]
+    resumed = iter(DrawSampler(2, 1, 2))
+    assert next(resumed) == 5
+
+
+def test_resume_reaches_the_same_weights(tmp_path):
+    """4 steps in one go == 2 steps, stop, resume to 4 (model, EMA and optimizer, bit for bit)."""
+    config = _config(model_overrides=SMALL_MODEL + (("dropout", 0.1),))
+    full = train(config, tmp_path / "full", progress=False, dataset=FakeClips())
+    part = train(config, tmp_path / "part", progress=False, dataset=FakeClips(), stop_at=2)
+    assert part.step == 2 and read_metadata(part.checkpoint)["step"] == "2"
+    resumed = train(config, tmp_path / "part", progress=False, dataset=FakeClips())
+    assert full.step == resumed.step == 4
+    a, b = load_file(str(full.checkpoint)), load_file(str(resumed.checkpoint))
+    assert set(a) == set(b)
+    for k in a:
+        if not k.startswith("rng."):
+            assert torch.equal(a[k], b[k]), k
+    init = train(
+        config.replace(steps=1, lr=1e-12), tmp_path / "init", progress=False, dataset=FakeClips()
+    ).model
+    assert not torch.equal(
+        full.model.head.video_conv.weight, init.head.video_conv.weight
+    )  # training moved it
+
+
+def test_checkpoint_is_safetensors_with_everything(tmp_path):
+    result = train(_config(steps=2), tmp_path / "run", progress=False, dataset=FakeClips())
+    with safe_open(str(result.checkpoint), framework="pt") as f:
+        keys, meta = list(f.keys()), f.metadata()
+    assert any(k.startswith("model.") for k in keys) and any(k.startswith("ema.") for k in keys)
+    assert any(k.startswith("optim.") and k.endswith("exp_avg_sq") for k in keys)
+    assert "rng.torch" in keys
+    assert meta["step"] == "2" and json.loads(meta["train_config"])["batch_size"] == 2
+    assert json.loads(meta["optimizer"])["param_groups"][0]["lr"] == 1e-3
+    assert "scale" in json.loads(meta["scaler"]) or json.loads(meta["scaler"]) == {}
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2] and all(
+        {"loss", "video", "audio", "samples_per_s"} <= set(r) for r in log
+    )
+    ema_model = load_checkpoint_model(result.checkpoint, "ema")
+    raw_model = load_checkpoint_model(result.checkpoint, "raw")
+    assert not torch.equal(ema_model.head.audio_conv.weight, raw_model.head.audio_conv.weight)
+
+
+def test_a_different_model_cannot_resume(tmp_path):
+    train(_config(steps=1), tmp_path / "run", progress=False, dataset=FakeClips())
+    with pytest.raises(ValueError, match="holds a different model"):
+        train(
+            _config(steps=2, model_overrides=SMALL_MODEL + (("dropout", 0.3),)),
+            tmp_path / "run",
+            progress=False,
+            dataset=FakeClips(),
+        )
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_mixed_precision_steps(tmp_path, precision):
+    result = train(
+        _config(steps=2, precision=precision),
+        tmp_path / precision,
+        progress=False,
+        dataset=FakeClips(),
+    )
+    assert result.step == 2 and torch.isfinite(torch.tensor(result.last_loss))
+    scaler = json.loads(read_metadata(result.checkpoint)["scaler"])
+    if precision == "fp16":
+        assert scaler["scale"] > 0  # the GradScaler ran and its state was saved
+    assert next(result.model.parameters()).dtype == torch.float32  # master weights stay fp32
+
+
+def test_time_limit_stops_with_a_checkpoint(tmp_path):
+    result = train(
+        _config(steps=1000, max_minutes=0.0), tmp_path / "run", progress=False, dataset=FakeClips()
+    )
+    assert result.step == 1 and read_metadata(result.checkpoint)["step"] == "1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path):
+    here = Path(__file__).parent
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(here) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        OMP_NUM_THREADS="1",
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--nnodes=1",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        str(here / "ddp_worker.py"),
+        str(tmp_path),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    w0, w1 = (
+        load_file(str(tmp_path / "rank0.safetensors")),
+        load_file(str(tmp_path / "rank1.safetensors")),
+    )
+    assert set(w0) == set(w1)
+    for k in w0:
+        assert torch.equal(w0[k], w1[k]), k
+    seen0 = set(json.loads((tmp_path / "rank0.json").read_text()))
+    seen1 = set(json.loads((tmp_path / "rank1.json").read_text()))
+    assert len(seen0) == len(seen1) == 6 and not seen0 & seen1  # each rank read its own shard
+    assert read_metadata(tmp_path / "run" / "checkpoint.safetensors")["world_size"] == "2"
