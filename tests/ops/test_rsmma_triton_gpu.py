@@ -43,10 +43,9 @@ def test_model_shapes(shape, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("d", [16, 32, 128])
+@pytest.mark.parametrize("d", [32, 128])  # 64 above, 16 in the tiny U-Net (test_rsmma_op.py)
 def test_head_dims(d, dtype):
-    check_case(2, 3, 16, 25, 64, d, 8, [0, 9], dtype, seed=d)
-    check_case(1, 2, 16, 100, 33, d, 4, 15, dtype, seed=d + 1)
+    check_case(2, 3, 16, 25, 100, d, 8, [0, 9], dtype, seed=d)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -127,10 +126,11 @@ def test_tiny_unet_compiles_with_inductor():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("shape", MODEL_SHAPES, ids=lambda s: "SQ{}-SK{}-W{}".format(*s))
+@pytest.mark.parametrize("shape", [MODEL_SHAPES[0], MODEL_SHAPES[4]], ids=["SQ400-W1", "SQ25-W8"])
 def test_speed_against_gather(shape):
-    """bf16 fwd and fwd+bwd at batch 8, 8 heads: prints both timings (run with -s to see them) and
-    fails only if the fused kernels are more than twice as slow as gathered windows + SDPA."""
+    """bf16 fwd and fwd+bwd at batch 8, 8 heads, two of the model's shapes (the benchmark suite
+    times them all): prints both timings (-s shows them) and fails only if the fused kernels are
+    more than twice as slow as gathered windows + SDPA."""
     from triton.testing import do_bench
 
     sq, sk, w = shape
