@@ -34,7 +34,13 @@ def _shift_tensor(shift: Shift, device: torch.device) -> Tensor:
 
 
 def window_mask(
-    lq: int, lk: int, segments: int, window: int, shift: Shift, device=None, rows: slice = slice(None)
+    lq: int,
+    lk: int,
+    segments: int,
+    window: int,
+    shift: Shift,
+    device=None,
+    rows: slice = slice(None),
 ) -> Tensor:
     """Boolean mask [Bs, Lq, Lk] (or the query `rows` of it), True where query i may attend key j
     (Bs = 1 for an int shift)."""
