@@ -10,7 +10,7 @@ from torch import Tensor
 
 from mmfast.diffusion.base import CLEAN, History, StepContext, Transition, predict_x0
 from mmfast.diffusion.schedule import NoiseSchedule
-from mmfast.diffusion.spacing import discrete_timesteps
+from mmfast.diffusion.spacing import discrete_plan
 
 
 class Variance(str, Enum):
@@ -30,8 +30,7 @@ class DDPM:
     name: str = "ddpm"
 
     def plan(self, schedule: NoiseSchedule, steps: int) -> list[Transition]:
-        taus = [float(t) for t in discrete_timesteps(schedule.num_timesteps, steps)] + [CLEAN]
-        return [Transition(t, s) for t, s in zip(taus[:-1], taus[1:])]
+        return [Transition(t, s) for t, s in discrete_plan(schedule.num_timesteps, steps)]
 
     def step(
         self, ctx: StepContext, x: Tensor, tr: Transition, history: History

@@ -29,6 +29,12 @@ def discrete_timesteps(num_timesteps: int, steps: int) -> list[int]:
     return sorted({round(i * stride) for i in range(steps)}, reverse=True)
 
 
+def discrete_plan(num_timesteps: int, steps: int) -> list[tuple[float, float]]:
+    """(t, s) pairs of DDPM/DDIM: the respaced timesteps, the last one stepping to clean data (-1)."""
+    taus = [float(t) for t in discrete_timesteps(num_timesteps, steps)] + [-1.0]
+    return list(zip(taus[:-1], taus[1:]))
+
+
 def continuous_timesteps(
     schedule: NoiseSchedule, steps: int, spacing: Spacing | str
 ) -> list[float]:

@@ -101,9 +101,12 @@ class CoupledUNet(nn.Module):
         self.stem = Stem(cfg.video_channels, cfg.audio_channels, base)
 
         def res(
-            cin: int, cout: int, n: int, ds: int, resample: str | None = None, **kw
+            cin: int, cout: int, n: int, ds: int, resample: str | None = None, middle: bool = False
         ) -> ResBlock:
-            attend = resample is None
+            """The ResBlock with dilation counter n at factor ds; the middle ones attend in both
+            modalities, resampling ones in neither."""
+            video_attends = resample is None and (middle or ds in cfg.video_attention_resolutions)
+            audio_attends = resample is None and (middle or ds in cfg.audio_attention_resolutions)
             return ResBlock(
                 cin,
                 cout,
@@ -112,13 +115,8 @@ class CoupledUNet(nn.Module):
                 groups=groups,
                 dropout=cfg.dropout,
                 resample=resample,
-                video_attention_heads=cfg.num_heads
-                if attend and ds in cfg.video_attention_resolutions
-                else None,
-                audio_attention_heads=cfg.num_heads
-                if attend and ds in cfg.audio_attention_resolutions
-                else None,
-                **kw,
+                video_attention_heads=cfg.num_heads if video_attends else None,
+                audio_attention_heads=cfg.num_heads if audio_attends else None,
             )
 
         def cross(ch: int, ds: int) -> list[CrossModalAttention]:
@@ -147,37 +145,12 @@ class CoupledUNet(nn.Module):
                 n, ds = n + 1, ds * 2
                 skip_channels.append(ch)
 
-        heads = cfg.num_heads
-        middle: list[nn.Module] = [
-            ResBlock(
-                ch,
-                ch,
-                emb_ch,
-                dilation=2 ** (n % cfg.max_dilation_exponent),
-                groups=groups,
-                dropout=cfg.dropout,
-                video_attention_heads=heads,
-                audio_attention_heads=heads,
-            )
-        ]
-        if cfg.middle_cross_attention:
-            middle.append(
-                CrossModalAttention(
-                    ch, None, cfg.cross_head_channels, groups, cfg.attention_backend
-                )
-            )
-        middle.append(
-            ResBlock(
-                ch,
-                ch,
-                emb_ch,
-                dilation=2 ** (n % cfg.max_dilation_exponent),
-                groups=groups,
-                dropout=cfg.dropout,
-                video_attention_heads=heads,
-                audio_attention_heads=heads,
-            )
+        middle_cross = (
+            [CrossModalAttention(ch, None, cfg.cross_head_channels, groups, cfg.attention_backend)]
+            if cfg.middle_cross_attention
+            else []
         )
+        middle = [res(ch, ch, n, ds, middle=True), *middle_cross, res(ch, ch, n, ds, middle=True)]
         self.middle = Stage(middle)
 
         n -= 1
