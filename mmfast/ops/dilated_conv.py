@@ -158,7 +158,7 @@ def check_inputs(
     for name, t in tensors.items():
         if t is not None and t.device != x.device:
             raise ValueError(f"{name} must be on x's device {x.device}, got {t.device}")
-    if not torch.is_autocast_enabled(x.device.type):
+    if x.device.type == "meta" or not torch.is_autocast_enabled(x.device.type):
         for name in ("weight", "bias"):
             t = tensors[name]
             if t is not None and t.dtype != x.dtype:

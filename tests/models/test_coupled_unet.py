@@ -219,3 +219,11 @@ def test_other_sizes_work(tiny):
     with torch.no_grad():
         v, a = tiny(video, audio, 10.0, shift=1)
     assert v.shape == video.shape and a.shape == audio.shape and torch.isfinite(v).all()
+
+
+def test_meta_device_forward_gives_shapes():
+    """Shape inference without memory (the benchmarks read the model's shapes this way)."""
+    with torch.device("meta"):
+        model = CoupledUNet("mmdiffusion-64")
+        v, a = model(torch.empty(2, 16, 3, 64, 64), torch.empty(2, 1, 25600), torch.zeros(2), shift=3)
+    assert v.shape == (2, 16, 3, 64, 64) and a.shape == (2, 1, 25600) and v.device.type == "meta"
