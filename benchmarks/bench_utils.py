@@ -134,12 +134,14 @@ def model_shapes(preset: str = "mmdiffusion-64"):
     cfg = model.config
     convs, attns = [], []
     hooks = []
-    for name, mod in model.named_modules():
-        if name.endswith("audio_in_conv"):
+    from mmfast.models.resblock import ResBlock
+
+    for mod in model.modules():
+        if isinstance(mod, ResBlock):  # its audio in-path: GN -> SiLU -> conv on its audio input
             hooks.append(
-                mod.register_forward_hook(
-                    lambda m, inp, out: convs.append(
-                        (inp[0].shape[1], out.shape[1], inp[0].shape[2], m.dilation[0])
+                mod.register_forward_pre_hook(
+                    lambda m, inp: convs.append(
+                        (inp[1].shape[1], m.audio_in_conv.out_channels, inp[1].shape[2], m.dilation)
                     )
                 )
             )
