@@ -64,12 +64,34 @@ def _fmt_ms(s: float) -> str:
     return f"{ms:.3g}" if ms < 100 else f"{ms:.0f}"
 
 
-def markdown(report: dict) -> str:
+def geomean_speedups(report: dict, suite: str) -> str:
+    """One line per mode: the geometric-mean speed-up of each implementation over the baseline."""
+    import math
+
+    per: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for g, rows in by_group(report["benchmarks"]).items():
+        base = rows.get(BASELINE[suite])
+        if suite_of(g) != suite or base is None:
+            continue
+        mode = g.split()[-1]
+        for impl, r in rows.items():
+            if impl != BASELINE[suite]:
+                per[(mode, impl)].append(base["median_s"] / r["median_s"])
+    lines = []
+    for (mode, impl), xs in sorted(per.items()):
+        gm = math.exp(sum(math.log(x) for x in xs) / len(xs))
+        lines.append(
+            f"- {mode}, `{impl}` over `{BASELINE[suite]}`: {gm:.2f}x (geometric mean of {len(xs)} shapes, {min(xs):.2f}x to {max(xs):.2f}x)"
+        )
+    return "\n".join(lines)
+
+
+def markdown(report: dict, suites: tuple[str, ...] = ("rsmma", "audio-conv", "unet")) -> str:
     """One table per suite: a row per group, a column per implementation, median ms and the
     speed-up over the suite's baseline (naive attention, eager conv, release-style U-Net)."""
     groups = by_group(report["benchmarks"])
     out = []
-    for suite in ("rsmma", "audio-conv", "unet"):
+    for suite in suites:
         names = [g for g in groups if suite_of(g) == suite]
         if not names:
             continue
@@ -162,6 +184,13 @@ def readme_section(reports: list[tuple[str, dict]]) -> str:
         "Times are medians of pytest-benchmark rounds, each implementation measured side by side in one run; "
         "the ratios are what to read (absolute times mean something only on the GPU)."
     )
+    if not any((rep["environment"].get("gpu") or {}).get("name") for _, rep in reports):
+        parts += [
+            "",
+            "No GPU run is committed yet: the Triton kernels and the compiled U-Net have only CPU "
+            "rows here (the kernels run on the CPU only in Triton's interpreter, which says nothing of "
+            "speed). `benchmarks/gpu_check.sh` is the prepared command for a GPU.",
+        ]
     for source, rep in reports:
         env = rep["environment"]
         where = (env.get("gpu") or {}).get("name") or env.get("cpu") or "cpu"
@@ -171,9 +200,15 @@ def readme_section(reports: list[tuple[str, dict]]) -> str:
             "",
             f"{env.get('date', '')}, torch {env.get('torch', '?')}, triton {env.get('triton', '?')}, commit {str(env.get('commit'))[:10]}.",
         ]
-        parts.append(markdown(rep))
+        parts.append(markdown(rep, ("rsmma", "unet")))
+        parts += [
+            f"**audio-conv** ({source.rsplit('.', 1)[0]}.md in the results has every shape):",
+            "",
+            geomean_speedups(rep, "audio-conv"),
+            "",
+        ]
     parts += [
-        "Reproduce: `pytest benchmarks --benchmark-only --benchmark-json=out.json` (CPU: about 10 minutes on 2 cores), "
+        "Reproduce: `pytest benchmarks --benchmark-only --benchmark-json=out.json` (CPU: about 5 minutes on 2 cores), "
         "or on a GPU `bash benchmarks/gpu_check.sh OUT_DIR` (about 7 minutes); then `python benchmarks/report.py out.json`.",
         "",
         README_END,
