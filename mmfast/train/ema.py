@@ -7,19 +7,32 @@ from torch import Tensor, nn
 
 
 class EMA:
-    def __init__(self, model: nn.Module, rate: float):
+    """warmup: use min(rate, (1 + n) / (10 + n)) at update n, so that a short run's average is not
+    dominated by the initial weights (the release used the plain rate from step 0)."""
+
+    def __init__(self, model: nn.Module, rate: float, warmup: bool = False):
         self.rate = rate
+        self.warmup = warmup
+        self.updates = 0
         self.shadow: dict[str, Tensor] = {
             name: p.detach().float().clone() for name, p in model.named_parameters()
         }
 
+    def decay(self) -> float:
+        """The decay the next update uses."""
+        n = self.updates
+        return min(self.rate, (1 + n) / (10 + n)) if self.warmup else self.rate
+
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """shadow = rate * shadow + (1 - rate) * param."""
+        """shadow = decay * shadow + (1 - decay) * param."""
         names = list(self.shadow)
         params = dict(model.named_parameters())
         shadows = [self.shadow[n] for n in names]
-        torch._foreach_lerp_(shadows, [params[n].detach().float() for n in names], 1.0 - self.rate)
+        torch._foreach_lerp_(
+            shadows, [params[n].detach().float() for n in names], 1.0 - self.decay()
+        )
+        self.updates += 1
 
     def state_dict(self) -> dict[str, Tensor]:
         return dict(self.shadow)

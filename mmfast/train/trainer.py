@@ -114,7 +114,7 @@ def _train(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
     )
-    ema = EMA(model, config.ema_rate)
+    ema = EMA(model, config.ema_rate, config.ema_warmup)
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
 
     ckpt = run_dir / CHECKPOINT
@@ -124,6 +124,7 @@ def _train(
             ckpt, model=model, ema=ema, optimizer=optimizer, scaler=scaler
         )
         step = int(meta["step"])
+        ema.updates = step
         if int(meta["world_size"]) != info.world_size and info.is_main:
             print(
                 f"resuming a {meta['world_size']}-process run with {info.world_size}: the data order changes"

@@ -225,5 +225,7 @@ def test_meta_device_forward_gives_shapes():
     """Shape inference without memory (the benchmarks read the model's shapes this way)."""
     with torch.device("meta"):
         model = CoupledUNet("mmdiffusion-64")
-        v, a = model(torch.empty(2, 16, 3, 64, 64), torch.empty(2, 1, 25600), torch.zeros(2), shift=3)
+        v, a = model(
+            torch.empty(2, 16, 3, 64, 64), torch.empty(2, 1, 25600), torch.zeros(2), shift=3
+        )
     assert v.shape == (2, 16, 3, 64, 64) and a.shape == (2, 1, 25600) and v.device.type == "meta"

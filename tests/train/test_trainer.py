@@ -157,3 +157,19 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path):
     seen1 = set(json.loads((tmp_path / "rank1.json").read_text()))
     assert len(seen0) == len(seen1) == 6 and not seen0 & seen1  # each rank read its own shard
     assert read_metadata(tmp_path / "run" / "checkpoint.safetensors")["world_size"] == "2"
+
+
+def test_compiled_training_steps(tmp_path, monkeypatch):
+    """--compile: per-stage shifts go in as tensors, so one graph serves every draw. (aot_eager:
+    Dynamo and AOTAutograd without Inductor's C++ build, which would take minutes here.)"""
+    import functools
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
+    torch._dynamo.reset()
+    result = train(
+        _config(steps=3, compile=True), tmp_path / "run", progress=False, dataset=FakeClips()
+    )
+    assert result.step == 3 and torch.isfinite(torch.tensor(result.last_loss))
+    eager = train(_config(steps=3), tmp_path / "eager", progress=False, dataset=FakeClips())
+    for (k, a), b in zip(result.model.state_dict().items(), eager.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
