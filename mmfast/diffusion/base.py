@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -11,6 +12,7 @@ from torch import Tensor
 
 from mmfast.diffusion.pair import PairLayout
 from mmfast.diffusion.schedule import NoiseSchedule
+from mmfast.diffusion.spacing import discrete_plan
 
 # eps(x, tau) -> predicted noise, x and result [B, N] (the flat pair state).
 EpsFn = Callable[[Tensor, float], Tensor]
@@ -69,3 +71,23 @@ class Sampler(Protocol):
 def predict_x0(x: Tensor, eps: Tensor, alpha: float, sigma: float) -> Tensor:
     """The data prediction implied by a noise prediction."""
     return (x - sigma * eps) / alpha
+
+
+def discrete_transitions(schedule: NoiseSchedule, steps: int) -> list[Transition]:
+    """DDPM's and DDIM's plan: the respaced timesteps down to clean data."""
+    return [Transition(t, s) for t, s in discrete_plan(schedule.num_timesteps, steps)]
+
+
+def denoise(
+    ctx: StepContext, x: Tensor, tr: Transition, clip: bool
+) -> tuple[float, float, Tensor, Tensor]:
+    """(alpha_bar_t, alpha_bar_s, x0_hat, eps_hat) of a discrete step t -> s. With `clip`, x0_hat
+    is clipped to [-1, 1] and eps_hat re-derived from it."""
+    acp_t, acp_s = float(ctx.schedule.alpha_bar(tr.t)), float(ctx.schedule.alpha_bar(tr.s))
+    alpha_t, sigma_t = math.sqrt(acp_t), math.sqrt(1 - acp_t)
+    eps = ctx.eps(x, tr.t)
+    x0 = predict_x0(x, eps, alpha_t, sigma_t)
+    if clip:
+        x0 = x0.clamp(-1, 1)
+        eps = (x - alpha_t * x0) / sigma_t
+    return acp_t, acp_s, x0, eps

@@ -8,9 +8,15 @@ from enum import Enum
 
 from torch import Tensor
 
-from mmfast.diffusion.base import CLEAN, History, StepContext, Transition, predict_x0
+from mmfast.diffusion.base import (
+    CLEAN,
+    History,
+    StepContext,
+    Transition,
+    denoise,
+    discrete_transitions,
+)
 from mmfast.diffusion.schedule import NoiseSchedule
-from mmfast.diffusion.spacing import discrete_plan
 
 
 class Variance(str, Enum):
@@ -30,16 +36,12 @@ class DDPM:
     name: str = "ddpm"
 
     def plan(self, schedule: NoiseSchedule, steps: int) -> list[Transition]:
-        return [Transition(t, s) for t, s in discrete_plan(schedule.num_timesteps, steps)]
+        return discrete_transitions(schedule, steps)
 
     def step(
         self, ctx: StepContext, x: Tensor, tr: Transition, history: History
     ) -> tuple[Tensor, History]:
-        acp_t = float(ctx.schedule.alpha_bar(tr.t))
-        acp_s = float(ctx.schedule.alpha_bar(tr.s))
-        x0 = predict_x0(x, ctx.eps(x, tr.t), math.sqrt(acp_t), math.sqrt(1 - acp_t))
-        if self.clip_denoised:
-            x0 = x0.clamp(-1, 1)
+        acp_t, acp_s, x0, _ = denoise(ctx, x, tr, self.clip_denoised)
         beta = 1 - acp_t / acp_s
         mean = (math.sqrt(acp_s) * beta / (1 - acp_t)) * x0 + (
             math.sqrt(1 - beta) * (1 - acp_s) / (1 - acp_t)
