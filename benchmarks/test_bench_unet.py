@@ -78,7 +78,13 @@ def _setup(preset, overrides, batch, backend, compile_):
     )
     audio = torch.rand(batch, 1, cfg.audio_length, device=DEVICE, generator=g) * 2 - 1
     forward = torch.compile(model) if compile_ else model
-    return cfg, model, forward, video, audio
+    # Compiled: per-stage shift tensors, one graph for every draw; eager: a fresh draw per call.
+    shifts = (
+        [torch.full((batch,), r, device=DEVICE) for r in model.draw_shifts(cfg.video_frames)]
+        if compile_
+        else None
+    )
+    return cfg, model, forward, video, audio, shifts
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[r[0] for r in RECIPES])
@@ -87,15 +93,10 @@ def test_train_step(benchmark, model_spec, recipe):
     name, preset, overrides, batch = model_spec
     rname, backend, amp, compile_ = recipe
     benchmark.group = f"unet train-step {name} B{batch}"
-    cfg, model, forward, video, audio = _setup(preset, overrides, batch, backend, compile_)
+    cfg, model, forward, video, audio, shifts = _setup(preset, overrides, batch, backend, compile_)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     schedule = NoiseSchedule.linear().to(DEVICE)
     gen = torch.Generator(device=DEVICE).manual_seed(1)
-    shifts = (
-        [torch.full((batch,), r, device=DEVICE) for r in model.draw_shifts(cfg.video_frames)]
-        if compile_
-        else None
-    )
 
     def step():
         with torch.autocast(DEVICE.type, dtype=amp or torch.float32, enabled=amp is not None):
@@ -131,13 +132,8 @@ def test_sampling_dpm_solver_20(benchmark, model_spec, recipe):
     name, preset, overrides, batch = model_spec
     rname, backend, amp, compile_ = recipe
     benchmark.group = f"unet sample dpm-solver-20 {name} B{batch}"
-    cfg, model, forward, video, audio = _setup(preset, overrides, batch, backend, compile_)
+    cfg, model, forward, video, audio, shifts = _setup(preset, overrides, batch, backend, compile_)
     model.eval()
-    shifts = (
-        [torch.full((batch,), r, device=DEVICE) for r in model.draw_shifts(cfg.video_frames)]
-        if compile_
-        else None
-    )
 
     def run():
         with torch.autocast(DEVICE.type, dtype=amp or torch.float32, enabled=amp is not None):

@@ -15,6 +15,17 @@ TOL = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 2e-2}
 # One small tiling for all three kernels: multi-tile segments and packed short segments at small L.
 SMALL_TILES = TileConfig(block_own=16, block_loop=16, num_warps=4, num_stages=2)
 NAMES = ("out", "lse", "dq", "dk", "dv")
+# (SQ, SK, W) of both directions at every RS-MMA level of mmdiffusion-64 (F = 16, D = 64).
+MODEL_SHAPES = [
+    (400, 1024, 1),
+    (1024, 400, 1),
+    (100, 256, 4),
+    (256, 100, 4),
+    (25, 64, 8),
+    (64, 25, 8),
+    (25, 64, 16),
+    (64, 25, 16),
+]
 
 
 def rel_err(x: torch.Tensor, ref: torch.Tensor) -> float:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rsmma_cases import DEVICE, SMALL_TILES, check_case, make_inputs, run_kernels
+from rsmma_cases import DEVICE, MODEL_SHAPES, SMALL_TILES, check_case, make_inputs, run_kernels
 
 from mmfast.kernels.rsmma_bwd import dkdv_config, dq_config
 from mmfast.kernels.rsmma_fwd import TileConfig, fwd_config, own_tiling, rsmma_fwd
@@ -129,16 +129,7 @@ def test_default_scale_is_inverse_sqrt_head_dim():
 def test_configs_follow_the_segment_lengths():
     """The picker's choices on the model's shapes (D = 64, F = 16): packed short segments, no
     more rows than a register tile allows, tiles that cover every row."""
-    for sq, sk, w in [
-        (400, 1024, 1),
-        (1024, 400, 1),
-        (100, 256, 4),
-        (256, 100, 4),
-        (25, 64, 8),
-        (64, 25, 8),
-        (25, 64, 16),
-        (64, 25, 16),
-    ]:
+    for sq, sk, w in MODEL_SHAPES:
         for cfg, own in (
             (fwd_config(sq, sk, 16, w, 64), sq),
             (dq_config(sq, sk, 16, w, 64), sq),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from helpers import randomize_
-from rsmma_cases import check_case, make_inputs, rel_err
+from rsmma_cases import MODEL_SHAPES, check_case, make_inputs, rel_err
 
 from mmfast.kernels.rsmma_bwd import rsmma_bwd
 from mmfast.kernels.rsmma_fwd import rsmma_fwd
@@ -17,17 +17,6 @@ from mmfast.ops.windowed_attention import select_backend
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
-# (SQ, SK, W) of both directions at every RS-MMA level of mmdiffusion-64 (F = 16, D = 64).
-MODEL_SHAPES = [
-    (400, 1024, 1),
-    (1024, 400, 1),
-    (100, 256, 4),
-    (256, 100, 4),
-    (25, 64, 8),
-    (64, 25, 8),
-    (25, 64, 16),
-    (64, 25, 16),
-]
 DTYPES = [torch.bfloat16, torch.float16, torch.float32]
 
 
