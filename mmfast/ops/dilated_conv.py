@@ -4,14 +4,13 @@ their backend choice (as `windowed_attention`: each backend says why it cannot r
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from mmfast.ops.capability import HAS_TRITON, cuda_capability, interpreter_requested
 from mmfast.ops.dilated_conv_reference import (
     dilated_conv1d_reference,
     norm_silu_dilated_conv1d_reference,
@@ -54,18 +53,17 @@ _TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
 def _triton_why_not(x: Tensor, explicit: bool) -> str | None:
-    if importlib.util.find_spec("triton") is None:
+    if not HAS_TRITON:
         return "triton is not installed"
     if x.dtype not in _TRITON_DTYPES:
         return f"dtype {x.dtype} is not one of float16, bfloat16, float32"
-    interpreter = os.environ.get("TRITON_INTERPRET") == "1"
+    interpreter = interpreter_requested()
     if not explicit and (interpreter or x.device.type != "cuda"):
         return "auto never runs the Triton interpreter; it takes Triton on CUDA GPUs only"
     if x.device.type == "cuda":
-        # get_device_properties, unlike get_device_capability, is constant-folded by dynamo.
-        props = torch.cuda.get_device_properties(x.device)
-        if (props.major, props.minor) < (8, 0):
-            return f"needs compute capability >= 8.0, got {props.major}.{props.minor}"
+        major, minor = cuda_capability(x.device.index)
+        if (major, minor) < (8, 0):
+            return f"needs compute capability >= 8.0, got {major}.{minor}"
         return None
     if x.device.type == "cpu":
         if not interpreter:

@@ -13,23 +13,13 @@ Triton is imported on the first call, never at import time.
 
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 from torch import Tensor
 
 from mmfast.ops import reference
+from mmfast.ops.capability import HAS_TRITON, cuda_capability
 from mmfast.ops.windowed_attention import AttentionBackend, Shift, register_backend
 
-
-def _has_triton() -> bool:
-    try:
-        return importlib.util.find_spec("triton") is not None
-    except (ImportError, ValueError):  # a broken install, or an import hook that blocks it
-        return False
-
-
-HAS_TRITON = _has_triton()
 KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 KERNEL_HEAD_DIMS = (16, 32, 64, 128)  # mmfast.kernels.rsmma_fwd.HEAD_DIMS, without importing triton
 
@@ -143,16 +133,6 @@ def triton_windowed_attention(
     return rsmma_fwd(q, k, v, None, shift, segments, window, scale)[0]
 
 
-def _capability(index: int | None) -> tuple[int, int]:
-    """The CUDA device's compute capability, a constant to torch.compile (no graph break)."""
-    return torch.cuda.get_device_capability(index)
-
-
-# What torch.compiler.assume_constant_result(_capability) does, without importing torch._dynamo
-# here: that imports triton, before a test can set TRITON_INTERPRET, and costs every import.
-_capability._dynamo_marked_constant = True
-
-
 def triton_why_not(q: Tensor, k: Tensor, v: Tensor, shift: Shift) -> str | None:
     """Why the "triton" backend cannot run these inputs, or None."""
     if not HAS_TRITON:
@@ -162,7 +142,7 @@ def triton_why_not(q: Tensor, k: Tensor, v: Tensor, shift: Shift) -> str | None:
     if q.shape[-1] not in KERNEL_HEAD_DIMS:
         return f"the kernel takes head dims {KERNEL_HEAD_DIMS}, got {q.shape[-1]}"
     if q.device.type == "cuda":
-        major, minor = _capability(q.device.index)
+        major, minor = cuda_capability(q.device.index)
         if (major, minor) < (8, 0):
             return f"compute capability {major}.{minor} < 8.0: no Triton tensor-core path"
         return None
