@@ -87,6 +87,34 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return meta
 
 
+def _check_same_model(path: Path | str, meta: dict[str, str], config: CoupledUNetConfig) -> None:
+    saved = CoupledUNetConfig.from_dict(json.loads(meta["model_config"]))
+    # How the model runs (activation checkpointing, attention backend) may change on resume.
+    saved = saved.replace(
+        use_checkpoint=config.use_checkpoint, attention_backend=config.attention_backend
+    )
+    if saved != config:
+        diff = ", ".join(
+            f"{k} {a!r} (this run: {b!r})"
+            for k, a in saved.to_dict().items()
+            if a != (b := getattr(config, k))
+        )
+        raise ValueError(
+            f"{path} holds a checkpoint of another model ({diff}); resume it with the preset and "
+            "options it was trained with, or train into a new folder"
+        )
+
+
+def check_resumable(path: str | Path, train_config) -> None:
+    """Raise ValueError unless the training checkpoint `path` can resume a run of `train_config`
+    (a TrainConfig): an mmfast training checkpoint of the same model. Reads only the header."""
+    meta = read_metadata(path)
+    config = train_config.model_config().replace(
+        use_checkpoint=train_config.activation_checkpointing
+    )
+    _check_same_model(path, meta, config)
+
+
 def load_training_checkpoint(
     path: str | Path,
     *,
@@ -97,9 +125,7 @@ def load_training_checkpoint(
 ) -> dict[str, str]:
     """Restore everything in place; returns the checkpoint's metadata (its "step" is the next step)."""
     meta = read_metadata(path)
-    saved = CoupledUNetConfig.from_dict(json.loads(meta["model_config"]))
-    if saved != model.config:
-        raise ValueError(f"{path} holds a different model: {saved} != {model.config}")
+    _check_same_model(path, meta, model.config)
     tensors = load_file(str(path), device="cpu")
     group = lambda prefix: {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     model.load_state_dict(group("model."), strict=True)

@@ -25,13 +25,17 @@ class DistInfo:
         return self.world_size > 1
 
 
-def setup_distributed() -> DistInfo:
+def setup_distributed(device_type: str | None = None) -> DistInfo:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK), if any; pick the
-    device (this process's GPU, else the CPU)."""
+    device: "cuda" (this process's GPU), "cpu", or None (a GPU when CUDA is available)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
+    if device_type not in (None, "cpu", "cuda"):
+        raise ValueError(f"device_type must be 'cpu', 'cuda' or None, got {device_type!r}")
+    if device_type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA is not available on this machine")
+    if device_type != "cpu" and torch.cuda.is_available():
         device = torch.device("cuda", local % torch.cuda.device_count())
         torch.cuda.set_device(device)
     else:

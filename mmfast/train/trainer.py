@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from mmfast.train.config import TrainConfig
 from mmfast.train.data import ClipDataset, Draws, DrawSampler
 from mmfast.train.distributed import DistInfo, barrier, setup_distributed, teardown_distributed
 from mmfast.train.ema import EMA
+from mmfast.train.progress import TrainProgress
 from mmfast.train.seeding import STREAMS, derive_seed, step_generator
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -36,6 +38,7 @@ class TrainResult:
     checkpoint: Path
     ema_model: Path
     model: CoupledUNet  # the trained module (raw weights) of this process
+    is_main: bool = True  # rank 0 (the process that writes and reports)
 
 
 def build_dataset(config: TrainConfig, model_cfg: CoupledUNetConfig, run_dir: Path) -> ClipDataset:
@@ -52,7 +55,7 @@ def build_dataset(config: TrainConfig, model_cfg: CoupledUNetConfig, run_dir: Pa
             fps=config.fps,
             seed=config.seed,
         )
-    from mmfast.data.video_folder import VideoFolderDataset
+    from mmfast.data.folder import VideoFolderDataset
 
     return VideoFolderDataset(
         config.data,
@@ -92,10 +95,12 @@ def train(
     progress: bool = True,
     dataset: ClipDataset | None = None,
     stop_at: int | None = None,
+    device_type: str | None = None,
 ) -> TrainResult:
     """Train (or resume, when `run_dir` holds a checkpoint) until `config.steps` (or `stop_at`,
-    or `config.max_minutes`); returns where it stopped. Run under torchrun for several processes."""
-    info = setup_distributed()
+    or `config.max_minutes`); returns where it stopped. Run under torchrun for several processes.
+    device_type: "cuda", "cpu" or None (each process's GPU when CUDA is available)."""
+    info = setup_distributed(device_type)
     try:
         return _train(config, Path(run_dir), info, progress, dataset, stop_at)
     finally:
@@ -125,14 +130,16 @@ def _train(
         )
         step = int(meta["step"])
         ema.updates = step
+        if info.is_main:
+            print(f"resuming {ckpt} at step {step}")
         if int(meta["world_size"]) != info.world_size and info.is_main:
             print(
                 f"resuming a {meta['world_size']}-process run with {info.world_size}: the data order changes"
             )
-    elif info.is_main:
-        (run_dir / "train_config.json").write_text(config.to_json())
-
+    # The data is checked before the run writes anything of its own.
     dataset = dataset if dataset is not None else build_dataset(config, model_cfg, run_dir)
+    if step == 0 and info.is_main:
+        (run_dir / "train_config.json").write_text(config.to_json())
     batches = iter(_loader(dataset, config, info, step))
     net = (
         DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -142,13 +149,18 @@ def _train(
     forward = torch.compile(net) if config.compile else net
     schedule = NoiseSchedule.linear().to(device)
     amp = AMP_DTYPES.get(config.precision)
+    if config.precision == "fp16" and device.type == "cpu" and info.is_main:
+        warnings.warn(
+            "fp16 on the CPU runs about 8x slower than fp32 (measured on 2 cores; CPUs have few "
+            "fp16 kernels): use --precision bf16 or fp32 there",
+            stacklevel=3,
+        )
     end = min(config.steps, stop_at) if stop_at is not None else config.steps
 
     bar = None
     if progress and info.is_main:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=end, initial=step, desc="train", unit="step", dynamic_ncols=True)
+        max_seconds = None if config.max_minutes is None else 60 * config.max_minutes
+        bar = TrainProgress(step, end, max_seconds, started)
     last_loss, rate, window_start, window_items = math.nan, 0.0, time.monotonic(), 0
     while step < end:
         video, audio = next(batches)
@@ -205,14 +217,15 @@ def _train(
             if info.is_main:
                 _log(run_dir, record)
                 if bar is not None:
-                    bar.set_postfix(
+                    bar.update(
+                        step,
                         loss=f"{last_loss:.4f}",
                         video=f"{record['video']:.4f}",
                         audio=f"{record['audio']:.4f}",
-                        sps=f"{rate:.2f}",
+                        samples_per_s=f"{rate:.2f}",
                     )
         if bar is not None:
-            bar.update(1)
+            bar.update(step)
         if step % config.checkpoint_every == 0 or step == end or timed_out:
             _checkpoint(run_dir, model, ema, optimizer, scaler, step, config, info)
         if timed_out:
@@ -221,7 +234,9 @@ def _train(
         bar.close()
     if not (run_dir / CHECKPOINT).exists() or step == 0:
         _checkpoint(run_dir, model, ema, optimizer, scaler, step, config, info)
-    return TrainResult(step, last_loss, rate, run_dir / CHECKPOINT, run_dir / EMA_MODEL, model)
+    return TrainResult(
+        step, last_loss, rate, run_dir / CHECKPOINT, run_dir / EMA_MODEL, model, info.is_main
+    )
 
 
 def _checkpoint(

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,7 @@ def test_checkpoint_is_safetensors_with_everything(tmp_path):
 
 def test_a_different_model_cannot_resume(tmp_path):
     train(_config(steps=1), tmp_path / "run", progress=False, dataset=FakeClips())
-    with pytest.raises(ValueError, match="holds a different model"):
+    with pytest.raises(ValueError, match="holds a checkpoint of another model"):
         train(
             _config(steps=2, model_overrides=SMALL_MODEL + (("dropout", 0.3),)),
             tmp_path / "run",
@@ -100,12 +101,17 @@ def test_a_different_model_cannot_resume(tmp_path):
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_mixed_precision_steps(tmp_path, precision):
-    result = train(
-        _config(steps=2, precision=precision),
-        tmp_path / precision,
-        progress=False,
-        dataset=FakeClips(),
-    )
+    slow_on_cpu = precision == "fp16" and not torch.cuda.is_available()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train(
+            _config(steps=2, precision=precision),
+            tmp_path / precision,
+            progress=False,
+            dataset=FakeClips(),
+        )
+    said = any("fp16 on the CPU runs about 8x slower" in str(w.message) for w in caught)
+    assert said == slow_on_cpu
     assert result.step == 2 and torch.isfinite(torch.tensor(result.last_loss))
     scaler = json.loads(read_metadata(result.checkpoint)["scaler"])
     if precision == "fp16":
