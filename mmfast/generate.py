@@ -13,9 +13,15 @@ from mmfast.models import CoupledUNet
 
 
 def load_model(path: str | Path, weights: str = "ema") -> CoupledUNet:
-    """A CoupledUNet from a training checkpoint (its EMA or raw weights), an mmfast model file, or
-    an original MM-Diffusion .pt checkpoint."""
+    """A CoupledUNet from a training checkpoint (its EMA or raw weights) or a run directory holding
+    one, an mmfast model file, or an original MM-Diffusion .pt checkpoint."""
     path = Path(path)
+    if path.is_dir():  # a run directory
+        from mmfast.train.trainer import CHECKPOINT
+
+        if not (path / CHECKPOINT).is_file():
+            raise FileNotFoundError(f"{path} is a folder without a training {CHECKPOINT}")
+        path = path / CHECKPOINT
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.suffix in (".pt", ".pth", ".bin"):
@@ -36,10 +42,13 @@ def load_model(path: str | Path, weights: str = "ema") -> CoupledUNet:
     return CoupledUNet.load(path)
 
 
-def audio_rate(model: CoupledUNet, fps: float = 10.0) -> float:
-    """The audio sample rate the model's clip length implies (16 kHz for the release's sizes)."""
+def audio_rate(model: CoupledUNet, fps: float = 10.0) -> int:
+    """The audio sample rate in Hz that the model's clip length implies at `fps` (16000 for the
+    release's sizes at 10 fps), rounded to a whole number as media files store it."""
     cfg = model.config
-    return cfg.audio_length * fps / cfg.video_frames
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    return round(cfg.audio_length * fps / cfg.video_frames)
 
 
 def generate(
@@ -64,11 +73,19 @@ def generate(
     """
     if condition_video is not None and condition_audio is not None:
         raise ValueError("give condition_video or condition_audio, not both")
+    for name, value in (("num", num), ("batch_size", batch_size), ("steps", steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
     cfg = model.config
     param = next(model.parameters())
     model.eval()
     denoise = lambda v, a, t: model(v.to(param.dtype), a.to(param.dtype), t)
     videos, audios = [], []
+    clips = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        clips = tqdm(total=num, desc="clips", unit="clip", dynamic_ncols=True)
     for k, start in enumerate(range(0, num, batch_size)):
         b = min(batch_size, num - start)
         condition = None
@@ -97,4 +114,8 @@ def generate(
         )
         videos.append(v.clamp(-1, 1).cpu())
         audios.append(a.clamp(-1, 1).cpu())
+        if clips is not None:
+            clips.update(b)
+    if clips is not None:
+        clips.close()
     return torch.cat(videos), torch.cat(audios)

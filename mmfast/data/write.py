@@ -45,6 +45,9 @@ def write_clip(
         raise ValueError(
             f"expected fps > 0, audio_rate >= 1, crf >= 0; got {fps}, {audio_rate}, {crf}"
         )
+    if audio_rate != int(audio_rate):
+        raise ValueError(f"audio_rate must be a whole number of Hz, got {audio_rate}")
+    audio_rate = int(audio_rate)  # 16000.0 -> 16000: PyAV takes only an int rate
     out_rate = audio_rate
     if audio_rate not in _PLAYER_RATES:
         out_rate = min((r for r in _PLAYER_RATES if r >= audio_rate), default=_PLAYER_RATES[-1])

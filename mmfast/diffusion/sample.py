@@ -111,7 +111,7 @@ def sample(
     if progress:
         from tqdm.auto import tqdm
 
-        plan = tqdm(plan, desc=f"{chosen.name} sampling", unit="step")
+        plan = tqdm(plan, desc=f"{chosen.name} sampling", unit="step", leave=False)
     history: tuple = ()
     for tr in plan:
         if conditioner is None:

@@ -78,6 +78,25 @@ def test_round_trip_16khz(tmp_path):
     assert (back_audio - audio)[:, 1000:-1000].abs().max() < 0.05
 
 
+def test_a_float_rate_is_written_as_the_whole_number_it_is(tmp_path):
+    """`mmfast sample` once failed on every released-size clip: 25600 samples in 1.6 s is a rate of
+    16000.0, which PyAV refuses; a rate that is not whole is an error, not a silent change."""
+    from types import SimpleNamespace
+
+    from mmfast.generate import audio_rate
+    from mmfast.models.config import get_config
+
+    released = SimpleNamespace(config=get_config("mmdiffusion-64"))
+    rate = audio_rate(released, 10.0)
+    assert rate == 16000 and isinstance(rate, int)
+    video, audio = _clip(16, 16, 16, 25600, 16000)
+    path = write_clip(tmp_path / "f.mp4", video, audio, audio_rate=16000.0)
+    assert _streams(path)["rate"] == 16000
+    with pytest.raises(ValueError, match="whole number of Hz, got 16000.5"):
+        write_clip(tmp_path / "g.mp4", video, audio, audio_rate=16000.5)
+    assert not (tmp_path / "g.mp4").exists()
+
+
 def test_round_trip_tiny_preset_rate_and_odd_size(tmp_path):
     """2560 Hz is not an AAC rate players take: stored at 16 kHz, same duration."""
     video, audio = _clip(16, 31, 33, 4096, 2560)
