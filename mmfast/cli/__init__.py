@@ -7,17 +7,16 @@ inside `run`, so `mmfast --help` stays fast.
 from __future__ import annotations
 
 import argparse
-import sys
+import os
 
 from mmfast.cli import convert, demo, sample, train
+from mmfast.cli.options import Parser, UsageError, print_error
 
 COMMANDS = [train, sample, demo, convert]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mmfast", description="Fast MM-Diffusion: joint audio-video generation."
-    )
+    parser = Parser(prog="mmfast", description="Fast MM-Diffusion: joint audio-video generation.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
@@ -25,9 +24,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; bad input ends it with one line on stderr and exit code 2
+    (MMFAST_TRACEBACK=1 shows the traceback instead)."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except UsageError as err:
+        if os.environ.get("MMFAST_TRACEBACK") == "1":
+            raise
+        print_error(args.command, str(err))
+        return 2
     except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"mmfast {args.command}: error: {err}", file=sys.stderr)
+        if os.environ.get("MMFAST_TRACEBACK") == "1":
+            raise
+        print_error(args.command, " ".join(str(err).split()))
         return 2

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from mmfast.cli.options import UsageError, option, writable_file
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -19,10 +21,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmfast.models.config import PRESETS
     from mmfast.models.official import load_official
 
-    model = load_official(args.source, args.preset)
-    model.save(args.dest)
+    if args.preset not in PRESETS:
+        raise UsageError(f"--preset {args.preset}: expected one of {', '.join(PRESETS)}")
+    if not args.dest.endswith(".safetensors"):
+        raise UsageError(f"DEST {args.dest}: expected a file name ending in .safetensors")
+    dest = writable_file("DEST", args.dest)
+    with option("SOURCE", args.source):
+        model = load_official(args.source, args.preset)
+    model.save(dest)
     n = sum(p.numel() for p in model.parameters())
-    print(f"wrote {args.dest}: {n:,} parameters, preset {args.preset}")
+    print(f"wrote {dest}: {n:,} parameters, preset {args.preset}")
     return 0

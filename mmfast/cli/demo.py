@@ -5,7 +5,8 @@ mp4 + PNG, and scores their audio-visual sync beside real and mismatched synthet
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from mmfast.cli.options import nonnegative_int, positive_float, positive_int, writable_folder
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -13,12 +14,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "demo", help="train the tiny model on synthetic data for a few minutes, sample and score"
     )
     p.add_argument(
-        "--minutes", type=float, default=3.0, help="training wall time (a rerun continues the run)"
+        "--minutes",
+        type=positive_float,
+        default=3.0,
+        help="training wall time (a rerun continues the run)",
     )
     p.add_argument("--out", default="mmfast-demo", help="output folder")
-    p.add_argument("--num", type=int, default=4, help="clips to sample")
-    p.add_argument("--steps", type=int, default=20, help="DPM-Solver++ steps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num", type=positive_int, default=4, help="clips to sample")
+    p.add_argument("--steps", type=positive_int, default=20, help="DPM-Solver++ steps")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -37,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from mmfast.generate import audio_rate, generate, load_model
     from mmfast.train import get_train_config, train
 
-    out = Path(args.out)
+    out = writable_folder("--out", args.out)
     # The tiny preset's EMA is warmed up: a few hundred CPU steps are too few for a fixed rate.
     config = get_train_config(
         "tiny", max_minutes=args.minutes, seed=args.seed, log_every=5, checkpoint_every=100
@@ -74,9 +78,10 @@ def run(args: argparse.Namespace) -> int:
         ("real", sync_scores(real_v, real_a, fps, rate)),
         ("shuffled", sync_scores(real_v, shuffled_a, fps, rate)),
     ]
-    print(f"\ntrained {result.step} steps; {args.num} clips in {out} (mp4 + png)")
+    print(f"\ntrained {result.step} steps; {args.num} clips in {out} (sample_NN.mp4 + .png)")
     print("A/V-sync score (1 = sound follows picture, 0 = unrelated):")
     for name, scores in rows:
         spread = statistics.pstdev(scores) if len(scores) > 1 else 0.0
         print(f"  {name:<10} {statistics.fmean(scores):+.3f} +- {spread:.3f}  (n={len(scores)})")
+    print(f"outputs: {out} (the clips), {out / 'run'} (the training run; a rerun continues it)")
     return 0

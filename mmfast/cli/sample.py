@@ -4,7 +4,17 @@ audio (audio->video) or video (video->audio) file."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from mmfast.cli.options import (
+    UsageError,
+    nonnegative_float,
+    nonnegative_int,
+    option,
+    parse_device,
+    positive_float,
+    positive_int,
+    writable_folder,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -12,16 +22,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--checkpoint",
         required=True,
-        help="training checkpoint, mmfast model file, or original .pt",
+        help="training checkpoint or its run folder, mmfast model file, or original .pt",
     )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--num", type=int, default=4, help="number of clips")
-    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--num", type=positive_int, default=4, help="number of clips")
+    p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument(
         "--sampler", default="dpm-solver++", choices=["ddpm", "ddim", "dpm-solver", "dpm-solver++"]
     )
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=positive_int, default=20)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument(
         "--weights",
         default="ema",
@@ -41,51 +51,60 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--guidance-scale",
-        type=float,
+        type=nonnegative_float,
         help="guided conditioning weight (default: the release's 3 * 2**20)",
     )
     p.add_argument(
         "--start",
-        type=float,
+        type=nonnegative_float,
         default=0.0,
         help="second of the conditioning file the clip starts at",
     )
-    p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--fps", type=positive_float, default=10.0)
     p.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)"
     )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from mmfast.data import read_media, write_clip, write_preview
     from mmfast.generate import audio_rate, generate, load_model
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model = load_model(args.checkpoint, args.weights).to(device)
+    source = args.condition_audio or args.condition_video
+    flag = "--condition-audio" if args.condition_audio else "--condition-video"
+    if source is None and (args.guidance_scale is not None or args.start):
+        raise UsageError(
+            "--guidance-scale and --start apply to --condition-audio / --condition-video only"
+        )
+    # Everything is checked before sampling starts; nothing is written until the clips are made.
+    device = parse_device(args.device)
+    with option("--checkpoint", args.checkpoint):
+        model = load_model(args.checkpoint, args.weights)
+    model = model.to(device)
     cfg, rate = model.config, audio_rate(model, args.fps)
     cond_video = cond_audio = None
-    source = args.condition_audio or args.condition_video
     if source:
-        video, audio = read_media(
-            source,
-            frames=cfg.video_frames,
-            fps=args.fps,
-            size=cfg.video_size,
-            audio_rate=round(rate),
-            start=args.start,
-            streams=("audio",) if args.condition_audio else ("video",),
-        )
-        if args.condition_audio:
-            if audio is None:
-                raise ValueError(f"{source} has no audio track")
-            cond_audio = audio
-        else:
-            if video is None:
-                raise ValueError(f"{source} has no video track")
-            cond_video = video
+        with option(flag, source):
+            video, audio = read_media(
+                source,
+                frames=cfg.video_frames,
+                fps=args.fps,
+                size=cfg.video_size,
+                audio_rate=rate,
+                start=args.start,
+                streams=("audio",) if args.condition_audio else ("video",),
+            )
+            if args.condition_audio:
+                if audio is None:
+                    raise ValueError("the file has no audio track")
+                cond_audio = audio
+            else:
+                if video is None:
+                    raise ValueError("the file has no video track")
+                cond_video = video
+    out = writable_folder("--out", args.out)
     videos, audios = generate(
         model,
         args.num,
@@ -97,12 +116,14 @@ def run(args: argparse.Namespace) -> int:
         condition_audio=cond_audio,
         method=args.guidance,
         scale=args.guidance_scale,
-        progress=True,
+        progress=not args.no_progress,
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     for i in range(args.num):
         write_clip(out / f"sample_{i:03d}.mp4", videos[i], audios[i], fps=args.fps, audio_rate=rate)
         write_preview(out / f"sample_{i:03d}.png", videos[i], audios[i], audio_rate=rate)
-    print(f"wrote {args.num} clips to {out}")
+    print(
+        f"wrote {args.num} clips to {out}: sample_000.mp4 ... sample_{args.num - 1:03d}.mp4 "
+        f"({cfg.video_frames} frames of {cfg.video_size}x{cfg.video_size} at {args.fps:g} fps, "
+        f"{rate} Hz audio) and a .png preview of each"
+    )
     return 0

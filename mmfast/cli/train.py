@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from mmfast.cli.options import (
+    UsageError,
+    ema_rate,
+    nonnegative_float,
+    nonnegative_int,
+    option,
+    positive_float,
+    positive_int,
+    probability,
+    writable_folder,
+)
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -22,16 +34,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="tiny",
         help="training preset: tiny or mmdiffusion-64 (the release's recipe)",
     )
-    p.add_argument("--steps", type=int, help="total steps of the run")
-    p.add_argument("--batch-size", type=int, help="clips per process and step")
-    p.add_argument("--lr", type=float, help="AdamW learning rate")
+    p.add_argument("--steps", type=positive_int, help="total steps of the run")
+    p.add_argument("--batch-size", type=positive_int, help="clips per process and step")
+    p.add_argument("--lr", type=positive_float, help="AdamW learning rate")
     p.add_argument(
         "--ema",
-        type=float,
+        type=ema_rate,
         dest="ema_rate",
         help="EMA rate (default 0.9999 for the release preset)",
     )
-    p.add_argument("--grad-clip", type=float, help="gradient norm clip (0 disables)")
+    p.add_argument("--grad-clip", type=nonnegative_float, help="gradient norm clip (0 disables)")
     p.add_argument(
         "--precision",
         choices=["fp32", "fp16", "bf16"],
@@ -45,23 +57,34 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="recompute activations in backward",
     )
     p.add_argument(
-        "--hflip", type=float, dest="hflip_p", help="horizontal flip probability (folder data)"
+        "--hflip",
+        type=probability,
+        dest="hflip_p",
+        help="horizontal flip probability (folder data)",
     )
     p.add_argument(
         "--resize",
         choices=["letterbox", "center-crop"],
         help="how frames are fitted to the model size",
     )
-    p.add_argument("--seed", type=int)
-    p.add_argument("--checkpoint-every", type=int)
-    p.add_argument("--log-every", type=int)
+    p.add_argument("--seed", type=nonnegative_int)
+    p.add_argument("--checkpoint-every", type=positive_int, help="steps between checkpoints")
+    p.add_argument("--log-every", type=positive_int, help="steps between log lines")
     p.add_argument(
         "--minutes",
-        type=float,
+        type=positive_float,
         dest="max_minutes",
         help="stop (with a checkpoint) after this wall time",
     )
-    p.add_argument("--workers", type=int, dest="num_workers", help="data loader processes")
+    p.add_argument(
+        "--workers", type=nonnegative_int, dest="num_workers", help="data loader processes"
+    )
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default=None,
+        help="default: each process's GPU when CUDA is available, else the CPU",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -87,13 +110,41 @@ FIELDS = (
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmfast.train import get_train_config, train
+    import os
+    import warnings
+    from pathlib import Path
 
+    from mmfast.cli.options import parse_device
+    from mmfast.data import MediaWarning
+    from mmfast.train import TRAIN_PRESETS, get_train_config, train
+    from mmfast.train.checkpoint import check_resumable
+    from mmfast.train.trainer import CHECKPOINT, build_dataset
+
+    if args.preset not in TRAIN_PRESETS:
+        raise UsageError(f"--preset {args.preset}: expected one of {', '.join(TRAIN_PRESETS)}")
+    if args.data is not None and not Path(args.data).is_dir():
+        raise UsageError(f"--data {args.data}: no such folder")
+    device = parse_device(args.device)
     overrides = {k: getattr(args, k) for k in FIELDS if getattr(args, k) is not None}
     if overrides.get("grad_clip") == 0:
         overrides["grad_clip"] = None
     config = get_train_config(args.preset, **overrides)
-    result = train(config, args.out, progress=not args.no_progress)
+    out = writable_folder("--out", args.out)
+    checkpoint = out / CHECKPOINT
+    if checkpoint.exists():
+        with option("--out", out):
+            check_resumable(checkpoint, config)
+    dataset = None
+    if args.data is not None:
+        with option("--data", args.data), warnings.catch_warnings():
+            if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 names the skipped files
+                warnings.simplefilter("ignore", MediaWarning)
+            dataset = build_dataset(config, config.model_config(), out)
+    result = train(
+        config, out, progress=not args.no_progress, dataset=dataset, device_type=device.type
+    )
+    if not result.is_main:
+        return 0
     print(
         f"stopped at step {result.step}: loss {result.last_loss:.4f}, {result.samples_per_second:.2f} samples/s"
     )

@@ -152,12 +152,19 @@ def convert_official_state_dict(
         ("unexpected", unexpected),
     ):
         if items:
-            shown = "; ".join(items[:8]) + (
-                f"; ... ({len(items) - 8} more)" if len(items) > 8 else ""
+            shown = "; ".join(items[:3]) + (
+                f"; ... ({len(items) - 3} more)" if len(items) > 3 else ""
             )
             problems.append(f"{len(items)} {label} tensor(s): {shown}")
     if problems:
-        raise ValueError("official checkpoint does not match the model: " + " | ".join(problems))
+        hint = ""
+        if misshapen and len(misshapen) > len(ours) // 2:
+            hint = " | most shapes differ: a checkpoint of another model configuration (preset)?"
+        raise ValueError(
+            f"official checkpoint does not match the model ({len(ours)} tensors): "
+            + " | ".join(problems)
+            + hint
+        )
     return out
 
 

@@ -332,9 +332,13 @@ class CoupledUNet(nn.Module):
         return load_model(path, device)
 
     @classmethod
-    def from_official(cls, source: str | Path | dict[str, Tensor]) -> CoupledUNet:
-        """The `mmdiffusion-64` model with weights from an original MM-Diffusion checkpoint
-        (a path to its .pt state dict, or the dict itself)."""
+    def from_official(
+        cls,
+        source: str | Path | dict[str, Tensor],
+        config: CoupledUNetConfig | str = "mmdiffusion-64",
+    ) -> CoupledUNet:
+        """The model of `config` (default: the release's `mmdiffusion-64`) with weights from an
+        original MM-Diffusion checkpoint (a path to its .pt state dict, or the dict itself)."""
         from mmfast.models.official import load_official
 
-        return load_official(source)
+        return load_official(source, config)

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 from helpers import rel_err
-from safetensors import safe_open
 
 from mmfast.models import CoupledUNet
 from mmfast.models.official import (
@@ -110,19 +107,3 @@ def test_ddp_prefix_and_file_loading(official, tmp_path, official_model):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pt is not a readable PyTorch state dict"):
         CoupledUNet.from_official(tmp_path / "junk.pt")
-
-
-def test_convert_official_command(official, official_model, tmp_path):
-    sd, _, _ = official
-    src, dst = tmp_path / "release.pt", tmp_path / "model.safetensors"
-    torch.save(sd, src)
-    subprocess.run(
-        [sys.executable, "-m", "mmfast", "convert-official", str(src), str(dst)], check=True
-    )
-    with safe_open(str(dst), framework="pt") as f:
-        meta = f.metadata()
-    assert meta["format"] == "mmfast.CoupledUNet"
-    assert json.loads(meta["config"])["model_channels"] == 128
-    loaded = CoupledUNet.load(dst)
-    for (k, a), b in zip(loaded.state_dict().items(), official_model.state_dict().values()):
-        assert torch.equal(a, b), k
