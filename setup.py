@@ -19,11 +19,13 @@ setup(
     python_requires=">=3.10",
     packages=packages,
     package_dir={"mmfast": "mmfast", "mmfast.kernels": "kernels"},
+    # The range CI tests at both ends (.ci/run): torch 2.11 + Triton 3.6 (the lent GPU's image)
+    # and torch 2.14.1 + Triton 3.8.
     install_requires=[
-        "torch>=2.4,<=2.14.1",
-        "triton>=3.0",
+        "torch>=2.11,<=2.14.1",
+        "triton>=3.6,<3.9",
         "einops>=0.7",
-        "torchaudio>=2.4",
+        "torchaudio>=2.11",
         "av>=12",
         "safetensors>=0.4",
         "numpy>=1.24",
@@ -32,7 +34,14 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "dev": ["pytest>=7", "pytest-benchmark>=4", "hypothesis>=6", "ruff>=0.5"],
+        "dev": [
+            "pytest>=7",
+            "pytest-benchmark>=4",
+            "pytest-xdist>=3",
+            "hypothesis>=6",
+            "ruff>=0.5",
+            "wheel",  # tests/test_packaging.py builds the wheel without build isolation
+        ],
         "peers": ["xformers"],
     },
     entry_points={"console_scripts": ["mmfast = mmfast.cli:main"]},

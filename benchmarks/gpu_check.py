@@ -10,6 +10,7 @@ table last. mmfast is imported from this checkout without installing anything: t
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import importlib.util
 import json
 import os
@@ -51,6 +52,16 @@ def environment() -> dict:
         env["triton"] = triton.__version__
     except ImportError:
         env["triton"] = None
+    # Optional peers: absent ones (the H200 image has neither) skip their rows, as the logs say.
+    env["optional"] = {}
+    for name in ("xformers", "av"):
+        spec = importlib.util.find_spec(name)
+        env["optional"][name] = None
+        if spec is not None:
+            try:
+                env["optional"][name] = getattr(importlib.import_module(name), "__version__", "?")
+            except Exception as err:  # noqa: BLE001 - a broken optional install is reported
+                env["optional"][name] = f"unimportable: {err}"
     try:
         env["commit"] = (
             subprocess.run(
@@ -149,11 +160,13 @@ def main() -> int:
     budget = float(sys.argv[2]) if len(sys.argv) > 2 else 420.0  # + GRACE at worst: under 8 minutes
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    env = dict(
-        os.environ, PYTHONPATH=stage_package(), PYTHONUNBUFFERED="1", MMFAST_BENCH_ROUNDS="10"
-    )
+    path = os.pathsep.join(p for p in (stage_package(), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1", MMFAST_BENCH_ROUNDS="10")
     env.pop("TRITON_INTERPRET", None)
     report = {"environment": environment(), "budget_s": budget, "stages": {}, "benchmarks": []}
+    for name, version in report["environment"]["optional"].items():
+        what = {"xformers": "its RS-MMA benchmark rows skip", "av": "nothing here needs it"}[name]
+        print(f"{name}: {version or 'not installed'}" + ("" if version else f" ({what})"))
     parallel = (
         ["-n", "8"] if importlib.util.find_spec("xdist") else []
     )  # Triton compiles on 8 cores

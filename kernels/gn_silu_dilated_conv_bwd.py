@@ -20,6 +20,7 @@ import torch
 import triton
 import triton.language as tl
 
+from mmfast.kernels import device
 from mmfast.kernels.gn_silu_dilated_conv_fwd import (
     _conv_tile,
     _norm_affine,
@@ -30,9 +31,12 @@ from mmfast.kernels.gn_silu_dilated_conv_fwd import (
 
 # Tiles of the weight-gradient GEMM [Cin x Cout] reduced over time, picked by `dw_config`.
 DW_CONFIGS: dict[str, dict[str, int]] = {
-    # GPU: 64 x 64 weight tiles (C = 128 gives 2 x 2 x K tiles, so the time reduction is split to
-    # fill the SMs) with 128 time steps per step; 3 stages of 32 KB (bf16).
-    "gpu": dict(BLOCK_IN=64, BLOCK_OUT=64, BLOCK_L=128, num_warps=4, num_stages=3),
+    # GPU: 64 x 128 weight tiles (C = 128 gives 2 x 1 x K tiles, so the time reduction is split to
+    # fill the SMs) with 64 time steps per step. ptxas for sm_90 (Triton 3.6 and 3.8, bf16, fp16,
+    # fp32 with TF32 or IEEE dots, 128 -> 128 channels at L = 25600): 182-254 registers and no
+    # spills on 8 warps, where 64 x 64 x 128 tiles spilled 88-616 bytes on 4 warps and up to 168
+    # bytes on 8 (the norm and SiLU recomputed on the [Cin, time] operand hold it in registers).
+    "gpu": dict(BLOCK_IN=64, BLOCK_OUT=128, BLOCK_L=64, num_warps=8, num_stages=3),
     # The CPU interpreter (tests): as large as test shapes of ~100 channels and time steps allow
     # while still crossing tile edges on every axis.
     "interpreter": dict(BLOCK_IN=32, BLOCK_OUT=64, BLOCK_L=64, num_warps=4, num_stages=1),
@@ -42,13 +46,19 @@ NORM_CONFIG: dict[str, int] = dict(BLOCK_C=16, BLOCK_L=256, num_warps=4)
 
 
 def dw_config(x: torch.Tensor) -> dict[str, int]:
-    """The weight-gradient tile config for x's device and dtype."""
-    if not x.is_cuda:
-        return DW_CONFIGS["interpreter"]
-    cfg = DW_CONFIGS["gpu"]
-    if x.dtype == torch.float32:
-        # fp32 operands are twice as wide: half the time steps per step keeps a stage's bytes.
-        cfg = {**cfg, "BLOCK_L": 64}
+    """The weight-gradient tile config for x's device."""
+    return DW_CONFIGS["interpreter" if device.sms(x) is None else "gpu"]
+
+
+def dx_config(batch: int, length: int, c_in: int, x: torch.Tensor) -> dict[str, int]:
+    """The input-gradient kernel's tiles: the forward's choice (`conv_config`) with its long tiles
+    half as wide. Its epilogue recomputes the norm and SiLU over the whole [BLOCK_L, BLOCK_OUT]
+    fp32 tile: ptxas for sm_90 spilled 128 x 128 tiles on 8 warps (255 registers, 8-712 bytes of
+    stack under Triton 3.6 and 3.8, every dtype) and allocates 128 x 64 ones in 128-186 registers
+    without spills."""
+    cfg = conv_config(batch, length, c_in, x)
+    if device.sms(x) is not None and cfg["BLOCK_OUT"] > 64:
+        cfg = {**cfg, "BLOCK_OUT": 64}
     return cfg
 
 
@@ -314,7 +324,7 @@ def _input_grads(dy, x, weight, dilation, mean, rstd, norm_weight, norm_bias, gr
         dnb = torch.zeros(c_in, device=x.device, dtype=norm_weight.dtype)
     if x.numel() == 0:
         return (dx if dx is not None else torch.empty_like(x)), dnw, dnb
-    cfg = conv_config(b, length, c_in, x)
+    cfg = dx_config(b, length, c_in, x)
     n_l = triton.cdiv(length, cfg["BLOCK_L"])
     sums = torch.empty(2, b, c_in, n_l, **f32) if has_norm else None
     w_t = weight.permute(2, 0, 1).contiguous()  # [K, Cout, Cin]: contiguous rows of input channels
@@ -385,11 +395,8 @@ def _weight_grads(dy, x, weight, dilation, mean, rstd, norm_weight, norm_bias, g
     n_tiles = triton.cdiv(c_in, cfg["BLOCK_IN"]) * triton.cdiv(c_out, cfg["BLOCK_OUT"])
     # Split the reduction until there are about two programs per SM; each split adds a
     # [Cout, Cin, K] fp32 partial. The interpreter always splits in two, to test the split path.
-    if x.is_cuda:
-        sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-        splits = triton.cdiv(2 * sms, n_tiles * k)
-    else:
-        splits = 2
+    sms = device.sms(x)
+    splits = 2 if sms is None else triton.cdiv(2 * sms, n_tiles * k)
     splits = max(1, min(units, splits))
     per_split = triton.cdiv(units, splits)
     splits = triton.cdiv(units, per_split) if units else 1

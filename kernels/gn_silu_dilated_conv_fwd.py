@@ -21,6 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
+from mmfast.kernels import device
 from mmfast.kernels.group_norm_stats import group_norm_stats
 
 
@@ -126,9 +127,9 @@ CONV_CONFIGS: dict[str, dict[str, int]] = {
 
 def conv_config(batch: int, length: int, c_out: int, x: torch.Tensor) -> dict[str, int]:
     """The tile config of a conv over x's device and dtype with `c_out` output channels."""
-    if not x.is_cuda:
+    sms = device.sms(x)
+    if sms is None:
         return CONV_CONFIGS["interpreter"]
-    sms = torch.cuda.get_device_properties(x.device).multi_processor_count
     long = CONV_CONFIGS["long"]
     n_long = batch * triton.cdiv(length, long["BLOCK_L"]) * triton.cdiv(c_out, long["BLOCK_OUT"])
     # Long tiles only when they are full (c_out > 64) and make two waves of programs.
@@ -142,7 +143,7 @@ def conv_config(batch: int, length: int, c_out: int, x: torch.Tensor) -> dict[st
 def input_precision(x: torch.Tensor) -> str:
     """tl.dot's fp32 mode: TF32 where PyTorch's own convolutions may use it (cuDNN's flag), else
     IEEE fp32. 16-bit operands ignore it; they get Triton's default."""
-    if x.dtype != torch.float32 or (x.is_cuda and torch.backends.cudnn.allow_tf32):
+    if x.dtype != torch.float32 or (device.sms(x) is not None and torch.backends.cudnn.allow_tf32):
         return "tf32"
     return "ieee"
 

@@ -12,6 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
+from mmfast.kernels import device
+
 
 @triton.jit
 def group_norm_stats_fwd_kernel(x, mean, rstd, N, eps, BLOCK: tl.constexpr):
@@ -54,6 +56,6 @@ def group_norm_stats(x: torch.Tensor, groups: int, eps: float) -> tuple[torch.Te
     n = (c // groups) * length
     # GPU: 2048 lanes over 8 warps, 16 B per thread per load. The CPU interpreter pays per
     # operation, not per lane: 4096 lanes make one step for most test groups.
-    block = 2048 if x.is_cuda else 4096
+    block = 4096 if device.sms(x) is None else 2048
     group_norm_stats_fwd_kernel[(b * groups,)](x, mean, rstd, n, eps, BLOCK=block, num_warps=8)
     return mean, rstd

@@ -125,10 +125,13 @@ def pick_config(
     # max_own / max_loop bound the register tiles: [BLOCK_OWN, D] accumulators plus a
     # [BLOCK_OWN, BLOCK_LOOP] score tile per program. Exact fp32 products have no tensor-core path
     # (FMA dots keep both operands in registers): ptxas for sm_90 spilled every 128-row fp32 tile,
-    # and at D = 128 every tile above 16 x 16 on 8 warps.
+    # and at D = 128 every tile above 16 x 16 on 8 warps. At D = 64, 64 x 32 tiles on 8 warps
+    # spilled in one version or the other (Triton 3.6: the dK/dV kernel, 255 registers and 456-472
+    # bytes of stack; Triton 3.8: the forward at window 1, 16 bytes of spill stores), and 64 x 16
+    # tiles spill in neither (106-124 registers): one choice for both versions.
     if fp32:
         max_own = min(max_own, 64 if head_dim <= 64 else 16)
-        max_loop = min(max_loop, 32 if head_dim <= 64 else 16)
+        max_loop = min(max_loop, 16)
     owns = [b for b in (128, 64, 32, 16) if b <= max_own]
     block_own = max(owns, key=lambda b: _own_efficiency(seg_own, n_segments, window, b))
     g, _ = own_tiling(seg_own, n_segments, block_own)
@@ -137,9 +140,13 @@ def pick_config(
     block_loop = max(loops, key=lambda b: _loop_efficiency(run, b))
     # 4 warps while the fp32 tiles (accumulators of [BLOCK_OWN, D] and two score-sized tiles)
     # take <= 96 registers per thread, else 8: ptxas for sm_90 spilled the dK/dV kernel at
-    # 128 keys x 64 queries on 4 warps. 2 stages for D = 128 keep the K/V ring near 100 KB.
+    # 128 keys x 64 queries on 4 warps. Exact fp32 dots take 8 warps from D = 64; below, 8 warps
+    # left ptxas at 80 registers with 8 bytes of spills (Triton 3.6 and 3.8, the forward at D = 32,
+    # 25 queries x 64 keys) where 4 warps take 102-104 registers and none.
+    # 2 stages for D = 128 keep the K/V ring near 100 KB.
     fp32_tiles = accumulators * block_own * head_dim + 2 * block_own * block_loop
-    num_warps = 4 if fp32_tiles <= 96 * 4 * 32 and not fp32 else 8
+    small = fp32_tiles <= 96 * 4 * 32 and (not fp32 or head_dim <= 32)
+    num_warps = 4 if small else 8
     num_stages = 2 if head_dim >= 128 or fp32 else 3
     return TileConfig(block_own, block_loop, num_warps, num_stages)
 
