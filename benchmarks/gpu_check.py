@@ -55,13 +55,12 @@ def environment() -> dict:
     # Optional peers: absent ones (the H200 image has neither) skip their rows, as the logs say.
     env["optional"] = {}
     for name in ("xformers", "av"):
-        spec = importlib.util.find_spec(name)
-        env["optional"][name] = None
-        if spec is not None:
-            try:
-                env["optional"][name] = getattr(importlib.import_module(name), "__version__", "?")
-            except Exception as err:  # noqa: BLE001 - a broken optional install is reported
-                env["optional"][name] = f"unimportable: {err}"
+        try:
+            env["optional"][name] = getattr(importlib.import_module(name), "__version__", "?")
+        except ImportError:
+            env["optional"][name] = None
+        except Exception as err:  # noqa: BLE001 - a broken optional install is reported
+            env["optional"][name] = f"unimportable: {err}"
     try:
         env["commit"] = (
             subprocess.run(

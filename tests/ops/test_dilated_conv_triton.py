@@ -168,6 +168,28 @@ def test_matches_float64(case, dtype, poisoned):
     check_against_float64(tensors, dy, groups, dilation, dtype)
 
 
+@pytest.mark.skipif(CUDA, reason="on a GPU every test runs the GPU tiles")
+@pytest.mark.parametrize("dtype", INTERPRETER_DTYPES, ids=lambda d: str(d).removeprefix("torch."))
+def test_the_gpu_tiles_in_the_interpreter(dtype, poisoned, monkeypatch):
+    """The launchers' GPU tile configs (forward long 128 x 128 x 64, input gradient 128 x 64,
+    weight gradient 64 x 128 x 64 with a split time reduction) run in the interpreter, which the
+    other CPU tests never reach: a stand-in device of 2 SMs makes this shape take the long tiles,
+    and 130 output and 72 input channels cross every tile edge."""
+    from mmfast.kernels import device
+    from mmfast.kernels.gn_silu_dilated_conv_bwd import DW_CONFIGS, dw_config, dx_config
+    from mmfast.kernels.gn_silu_dilated_conv_fwd import CONV_CONFIGS, conv_config
+
+    monkeypatch.setattr(device, "sms", lambda x: 2)
+    x = torch.empty(1, 72, 300, dtype=dtype)
+    assert conv_config(1, 300, 130, x)["BLOCK_OUT"] == CONV_CONFIGS["long"]["BLOCK_OUT"] == 128
+    assert dx_config(1, 300, 130, x)["BLOCK_OUT"] == 64
+    assert dw_config(x) == DW_CONFIGS["gpu"]
+    *tensors, dy = make_inputs(1, 72, 130, 300, 3, True, True, dtype, seed=21)
+    check_against_float64(tensors, dy, 8, 5, dtype)
+    *tensors, dy = make_inputs(1, 130, 72, 300, 3, True, True, dtype, seed=22)  # dx: 130 wide
+    check_against_float64(tensors, dy, 10, 5, dtype)
+
+
 @settings(
     max_examples=12,
     deadline=None,
