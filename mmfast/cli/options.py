@@ -57,7 +57,10 @@ def option(name: str, value: object = None) -> Iterator[None]:
         yield
     except INPUT_ERRORS as err:
         label = name if value is None else f"{name} {value}"
-        raise UsageError(f"{label}: {_reason(err)}") from err
+        reason = _reason(err)
+        if value is not None:  # the file is named once, in the label
+            reason = reason.removeprefix(f"{value}: ")
+        raise UsageError(f"{label}: {reason}") from err
 
 
 def _reason(err: BaseException) -> str:
