@@ -17,6 +17,7 @@ from mmfast.data.resize import Resize, check_resize, plan_fit
 class VideoFolderDataset:
     """Non-overlapping clips of `frames / fps` seconds from every video file under `root`.
 
+    Frames are scaled with `interpolation` ("area", or "bicubic" as the SR stage's training does).
     Files (.mp4 .mkv .webm .avi, searched recursively) are probed once into a clip index, cached as
     JSON at `index_path` when given (put it in the run directory, never in the data folder) and
     reused while the files keep their sizes and modification times. Files that cannot be decoded or
@@ -47,8 +48,10 @@ class VideoFolderDataset:
         resize: Resize = "letterbox",
         hflip_p: float = 0.0,
         index_path: str | Path | None = None,
+        interpolation: str = "area",
     ) -> None:
         check_resize(resize)
+        plan_fit(2, 2, 2, resize, interpolation)  # checks the name
         if frames < 1 or fps <= 0 or size < 1 or audio_rate < 1:
             raise ValueError(
                 f"expected frames >= 1, fps > 0, size >= 1, audio_rate >= 1; got frames={frames}, "
@@ -61,6 +64,7 @@ class VideoFolderDataset:
             raise FileNotFoundError(f"data folder {self.root} does not exist or is not a folder")
         self.frames, self.fps, self.size = frames, float(fps), size
         self.audio_rate, self.resize, self.hflip_p = audio_rate, resize, hflip_p
+        self.interpolation = interpolation
         self.clip_seconds = frames / self.fps
         self.audio_length = round(self.clip_seconds * audio_rate)
 
@@ -134,7 +138,7 @@ class VideoFolderDataset:
         times = [start + k / self.fps for k in range(self.frames)]
         v_start, v_end, v_rate, width, height = entry.video
         a_start, a_end, a_rate = entry.audio
-        plan = plan_fit(width, height, self.size, self.resize)
+        plan = plan_fit(width, height, self.size, self.resize, self.interpolation)
         video = decode_video(path, times, plan, StreamSpan(v_start, v_end, v_rate, width, height))
         audio = decode_audio(
             path,

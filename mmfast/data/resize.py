@@ -27,6 +27,7 @@ class FitPlan:
     left: int
     top: int
     size: int
+    interpolation: str = "AREA"  # FFmpeg's scaler: AREA (clips) or BICUBIC (the SR stage's frames)
 
 
 def check_resize(resize: str) -> None:
@@ -34,22 +35,36 @@ def check_resize(resize: str) -> None:
         raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
 
 
-def plan_fit(width: int, height: int, size: int, resize: Resize) -> FitPlan:
+INTERPOLATIONS = ("area", "bicubic")
+
+
+def plan_fit(
+    width: int, height: int, size: int, resize: Resize, interpolation: str = "area"
+) -> FitPlan:
     """Letterbox: scale the long side to `size`, pad the short one. Centre crop: scale the short
-    side to `size`, cut the long one."""
+    side to `size`, cut the long one. `interpolation`: "area" or "bicubic"."""
     check_resize(resize)
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}")
     if width <= 0 or height <= 0 or size <= 0:
         raise ValueError(f"expected positive sizes, got {width}x{height} -> {size}")
     scale = size / max(width, height) if resize == "letterbox" else size / min(width, height)
     scaled_w = max(1, round(width * scale))
     scaled_h = max(1, round(height * scale))
-    return FitPlan(scaled_w, scaled_h, (size - scaled_w) // 2, (size - scaled_h) // 2, size)
+    return FitPlan(
+        scaled_w,
+        scaled_h,
+        (size - scaled_w) // 2,
+        (size - scaled_h) // 2,
+        size,
+        interpolation.upper(),
+    )
 
 
 def fit_frame(frame: av.VideoFrame, plan: FitPlan) -> torch.Tensor:
     """frame (any pixel format) -> [3, size, size] uint8 RGB; letterbox bars are black."""
     rgb = frame.reformat(
-        width=plan.scaled_w, height=plan.scaled_h, format="rgb24", interpolation="AREA"
+        width=plan.scaled_w, height=plan.scaled_h, format="rgb24", interpolation=plan.interpolation
     ).to_ndarray()
     image = torch.from_numpy(rgb).permute(2, 0, 1)  # [3, scaled_h, scaled_w]
     return place(image, plan)

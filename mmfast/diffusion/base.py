@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -16,6 +16,8 @@ from mmfast.diffusion.spacing import discrete_plan
 
 # eps(x, tau) -> predicted noise, x and result [B, N] (the flat pair state).
 EpsFn = Callable[[Tensor, float], Tensor]
+# predict(x, tau) -> (eps, variance values v in [-1, 1]) of a learned-variance model.
+LearnedFn = Callable[[Tensor, float], tuple[Tensor, Tensor]]
 # The model outputs a multistep sampler remembers: ((tau, prediction), ...), oldest first.
 History = tuple[tuple[float, Tensor], ...]
 
@@ -33,14 +35,27 @@ class Transition:
 
 @dataclass(frozen=True)
 class StepContext:
-    """What a step may use: the noise predictor, the schedule, the pair layout, the generator."""
+    """What a step may use: the noise predictor, the schedule, the pair layout (None for a single
+    image state), the generator. `learned`, for models that also predict their variance, gives
+    (eps, v) in one call (`eps` then gives the same eps). `noise`, when given, draws every step's
+    noise instead of `generator` (e.g. noise shared by the frames of a clip)."""
 
     eps: EpsFn
     schedule: NoiseSchedule
-    layout: PairLayout
+    layout: PairLayout | None
     generator: torch.Generator | None = None
+    learned: LearnedFn | None = None
+    noise: Callable[[Tensor], Tensor] | None = None
+
+    def predict(self, x: Tensor, tau: float) -> tuple[Tensor, Tensor | None]:
+        """(eps, learned variance values or None)."""
+        if self.learned is not None:
+            return self.learned(x, tau)
+        return self.eps(x, tau), None
 
     def randn_like(self, x: Tensor) -> Tensor:
+        if self.noise is not None:
+            return self.noise(x)
         dev = self.generator.device if self.generator is not None else x.device
         return torch.randn(x.shape, generator=self.generator, device=dev, dtype=x.dtype).to(
             x.device
@@ -73,21 +88,32 @@ def predict_x0(x: Tensor, eps: Tensor, alpha: float, sigma: float) -> Tensor:
     return (x - sigma * eps) / alpha
 
 
-def discrete_transitions(schedule: NoiseSchedule, steps: int) -> list[Transition]:
-    """DDPM's and DDIM's plan: the respaced timesteps down to clean data."""
-    return [Transition(t, s) for t, s in discrete_plan(schedule.num_timesteps, steps)]
+def discrete_transitions(
+    schedule: NoiseSchedule, steps: int, timesteps: str = "uniform"
+) -> list[Transition]:
+    """DDPM's and DDIM's plan: the respaced timesteps (see `discrete_timesteps`) down to clean data."""
+    return [Transition(t, s) for t, s in discrete_plan(schedule.num_timesteps, steps, timesteps)]
 
 
-def denoise(
-    ctx: StepContext, x: Tensor, tr: Transition, clip: bool
-) -> tuple[float, float, Tensor, Tensor]:
-    """(alpha_bar_t, alpha_bar_s, x0_hat, eps_hat) of a discrete step t -> s. With `clip`, x0_hat
-    is clipped to [-1, 1] and eps_hat re-derived from it."""
+class Denoised(NamedTuple):
+    """One discrete step's model call: alpha_bar at both ends, x0_hat, eps_hat and, for a
+    learned-variance model, its variance values v in [-1, 1] (else None)."""
+
+    acp_t: float
+    acp_s: float
+    x0: Tensor
+    eps: Tensor
+    v: Tensor | None
+
+
+def denoise(ctx: StepContext, x: Tensor, tr: Transition, clip: bool) -> Denoised:
+    """The model's view of a discrete step t -> s. With `clip`, x0_hat is clipped to [-1, 1] and
+    eps_hat re-derived from it."""
     acp_t, acp_s = float(ctx.schedule.alpha_bar(tr.t)), float(ctx.schedule.alpha_bar(tr.s))
     alpha_t, sigma_t = math.sqrt(acp_t), math.sqrt(1 - acp_t)
-    eps = ctx.eps(x, tr.t)
+    eps, v = ctx.predict(x, tr.t)
     x0 = predict_x0(x, eps, alpha_t, sigma_t)
     if clip:
         x0 = x0.clamp(-1, 1)
         eps = (x - alpha_t * x0) / sigma_t
-    return acp_t, acp_s, x0, eps
+    return Denoised(acp_t, acp_s, x0, eps, v)

@@ -25,15 +25,16 @@ class DDIM:
 
     eta: float = 0.0
     clip_denoised: bool = True
+    timesteps: str = "uniform"  # or "release": the release's "ddimN" times (960, 920, ..., 0)
     name: str = "ddim"
 
     def plan(self, schedule: NoiseSchedule, steps: int) -> list[Transition]:
-        return discrete_transitions(schedule, steps)
+        return discrete_transitions(schedule, steps, self.timesteps)
 
     def step(
         self, ctx: StepContext, x: Tensor, tr: Transition, history: History
     ) -> tuple[Tensor, History]:
-        acp_t, acp_s, x0, eps = denoise(ctx, x, tr, self.clip_denoised)
+        acp_t, acp_s, x0, eps, _ = denoise(ctx, x, tr, self.clip_denoised)
         sigma = self.eta * math.sqrt((1 - acp_s) / (1 - acp_t)) * math.sqrt(1 - acp_t / acp_s)
         out = math.sqrt(acp_s) * x0 + math.sqrt(max(1 - acp_s - sigma**2, 0.0)) * eps
         if sigma > 0 and tr.s != CLEAN:

@@ -18,20 +18,37 @@ class Spacing(str, Enum):
     TIME_QUADRATIC = "time-quadratic"  # uniform in sqrt(t_continuous)
 
 
-def discrete_timesteps(num_timesteps: int, steps: int) -> list[int]:
-    """`steps` integer timesteps from T-1 down to 0, evenly strided and rounded (improved DDPM's
-    respacing with one section, which the release used)."""
+DISCRETE_TIMESTEPS = ("uniform", "release")
+
+
+def discrete_timesteps(num_timesteps: int, steps: int, kind: str = "uniform") -> list[int]:
+    """`steps` integer timesteps, descending.
+
+    "uniform": from T-1 down to 0, evenly strided and rounded (improved DDPM's respacing with one
+    section). "release": guided-diffusion's "ddimN" respacing, which the release's DDIM sampling
+    used: range(0, T, k) for the smallest stride k that gives exactly `steps` times (T = 1000,
+    25 steps: 960, 920, ..., 0).
+    """
     if not 1 <= steps <= num_timesteps:
         raise ValueError(f"steps must be in [1, {num_timesteps}], got {steps}")
+    if kind == "release":
+        for stride in range(1, num_timesteps):
+            if len(range(0, num_timesteps, stride)) == steps:
+                return list(range(0, num_timesteps, stride))[::-1]
+        raise ValueError(f"no stride gives exactly {steps} of {num_timesteps} timesteps")
+    if kind != "uniform":
+        raise ValueError(f"timesteps must be one of {DISCRETE_TIMESTEPS}, got {kind!r}")
     if steps == 1:
         return [num_timesteps - 1]
     stride = (num_timesteps - 1) / (steps - 1)
     return sorted({round(i * stride) for i in range(steps)}, reverse=True)
 
 
-def discrete_plan(num_timesteps: int, steps: int) -> list[tuple[float, float]]:
+def discrete_plan(
+    num_timesteps: int, steps: int, kind: str = "uniform"
+) -> list[tuple[float, float]]:
     """(t, s) pairs of DDPM/DDIM: the respaced timesteps, the last one stepping to clean data (-1)."""
-    taus = [float(t) for t in discrete_timesteps(num_timesteps, steps)] + [-1.0]
+    taus = [float(t) for t in discrete_timesteps(num_timesteps, steps, kind)] + [-1.0]
     return list(zip(taus[:-1], taus[1:]))
 
 

@@ -115,7 +115,7 @@ def read_state_dict(source: str | Path | dict[str, Tensor]) -> dict[str, Tensor]
         sd = source
     if not isinstance(sd, dict) or not all(isinstance(v, Tensor) for v in sd.values()):
         raise ValueError(
-            "an official checkpoint must be a dict of tensors (the MultimodalUNet state dict)"
+            "an official checkpoint must be a dict of tensors (the model's state dict)"
         )
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module.") :]: v for k, v in sd.items()}
@@ -144,7 +144,15 @@ def convert_official_state_dict(
             misshapen.append(f"{official}: expected {list(expected)}, got {list(src.shape)}")
             continue
         out[name] = _TRANSFORMS[kind][0](src).to(torch.float32)
-    unexpected = sorted(set(sd) - used)
+    check_match(len(ours), missing, misshapen, sorted(set(sd) - used))
+    return out
+
+
+def check_match(
+    expected: int, missing: list[str], misshapen: list[str], unexpected: list[str]
+) -> None:
+    """Raise ValueError listing (the first few of) the missing, misshapen and unexpected tensors
+    of a checkpoint that should hold `expected` tensors."""
     problems = []
     for label, items in (
         ("missing", missing),
@@ -158,14 +166,13 @@ def convert_official_state_dict(
             problems.append(f"{len(items)} {label} tensor(s): {shown}")
     if problems:
         hint = ""
-        if misshapen and len(misshapen) > len(ours) // 2:
+        if misshapen and len(misshapen) > expected // 2:
             hint = " | most shapes differ: a checkpoint of another model configuration (preset)?"
         raise ValueError(
-            f"official checkpoint does not match the model ({len(ours)} tensors): "
+            f"official checkpoint does not match the model ({expected} tensors): "
             + " | ".join(problems)
             + hint
         )
-    return out
 
 
 def to_official_state_dict(model) -> dict[str, Tensor]:

@@ -329,7 +329,10 @@ class CoupledUNet(nn.Module):
         """A model written by `save` (no pickle)."""
         from mmfast.models.serialization import load_model
 
-        return load_model(path, device)
+        model = load_model(path, device)
+        if not isinstance(model, cls):
+            raise ValueError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
+        return model
 
     @classmethod
     def from_official(

@@ -52,7 +52,9 @@ def test_every_official_tensor_is_used_and_round_trips(official, official_model)
         assert torch.equal(back[k], v), k
 
 
-@pytest.mark.parametrize("backend", ["gather", "naive"])
+# `gather` (the CPU path) only: `naive` equals it on every RS-MMA shape in tests/ops, and its
+# masked full attention at the released size cost 40 s of each CI environment's budget.
+@pytest.mark.parametrize("backend", ["gather"])
 def test_forward_matches_release(official, official_model, backend):
     _, ref, _ = official
     official_model.set_attention_backend(backend)

@@ -1,0 +1,99 @@
+"""The super-resolution U-Net: the release's layout and outputs, presets, files, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from helpers import rel_err
+
+from mmfast.models import SuperResUNet, get_sr_config
+from mmfast.models.sr_official import to_official_sr_state_dict
+
+
+@pytest.fixture(scope="module")
+def release(reference_dir):
+    """(release-style SR state dict drawn by the reference rule, the recorded forward pass)."""
+    ref = torch.load(reference_dir / "official_sr_fwd.pt", weights_only=True)
+    layout = json.loads((reference_dir / "official_sr_params.json").read_text())
+    g = torch.Generator().manual_seed(int(ref["seed_weights"]))
+    sd = {
+        e["name"]: torch.randn(e["shape"], generator=g) * float(ref["weight_std"])
+        for e in layout["state_dict"]
+    }
+    return sd, ref, layout
+
+
+def test_release_layout_and_size(release):
+    sd, _, layout = release
+    model = SuperResUNet("sr-256")
+    assert sum(p.numel() for p in model.parameters()) == layout["num_parameters"] == 311_027_910
+    back = to_official_sr_state_dict(model)
+    assert list(back) == [e["name"] for e in layout["state_dict"]]  # names and order
+    assert all(tuple(back[e["name"]].shape) == tuple(e["shape"]) for e in layout["state_dict"])
+
+
+def test_forward_matches_release(release):
+    sd, ref, _ = release
+    model = SuperResUNet.from_official(sd).eval()
+    assert torch.equal(
+        to_official_sr_state_dict(model)["middle_block.1.qkv.weight"],
+        sd["middle_block.1.qkv.weight"],
+    )
+    with torch.no_grad():
+        out = model(ref["x_t"], ref["timesteps"], ref["low_res"])
+    assert out.shape == (1, 6, 256, 256)
+    assert rel_err(out[:, :3], ref["out"][:, :3]) < 1e-4  # eps
+    assert rel_err(out[:, 3:], ref["out"][:, 3:]) < 1e-4  # variance values
+
+
+def test_tiny_preset_shapes_and_round_trip(tmp_path):
+    cfg = get_sr_config("tiny-sr")
+    model = SuperResUNet(cfg)
+    g = torch.Generator().manual_seed(0)
+    for p in model.parameters():
+        p.data.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    x = torch.randn(2, 3, 64, 64, generator=g)
+    low = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    t = torch.tensor([3.0, 917.0])
+    with torch.no_grad():
+        out = model(x, t, low)
+    assert out.shape == (2, 6, 64, 64) and torch.isfinite(out).all()
+    model.save(tmp_path / "sr.safetensors")
+    back = SuperResUNet.load(tmp_path / "sr.safetensors")
+    assert back.config == cfg
+    with torch.no_grad():
+        torch.testing.assert_close(back(x, t, low), out, rtol=0, atol=0)
+
+
+def test_inputs_are_checked():
+    model = SuperResUNet("tiny-sr")
+    x, low = torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 16, 16)
+    with pytest.raises(ValueError, match=r"x_t must be \[B, 3, 64, 64\], got \(1, 3, 32, 32\)"):
+        model(torch.zeros(1, 3, 32, 32), 0, low)
+    with pytest.raises(
+        ValueError, match=r"low_res must be \[B=1, 3, 16, 16\], got \(1, 3, 64, 64\)"
+    ):
+        model(x, 0, x)
+    with pytest.raises(ValueError, match=r"timesteps must be \[B=1\]"):
+        model(x, torch.zeros(2), low)
+
+
+def test_a_file_of_another_kind_is_named(tmp_path):
+    from mmfast.models import CoupledUNet
+
+    CoupledUNet("tiny").save(tmp_path / "base.safetensors")
+    with pytest.raises(ValueError, match="holds a CoupledUNet, not a SuperResUNet"):
+        SuperResUNet.load(tmp_path / "base.safetensors")
+    SuperResUNet("tiny-sr").save(tmp_path / "sr.safetensors")
+    with pytest.raises(ValueError, match="holds a SuperResUNet, not a CoupledUNet"):
+        CoupledUNet.load(tmp_path / "sr.safetensors")
+
+
+def test_a_base_model_checkpoint_is_not_an_sr_one(release):
+    from mmfast.models import CoupledUNet
+    from mmfast.models.official import to_official_state_dict
+
+    with pytest.raises(ValueError, match="does not match the model"):
+        SuperResUNet.from_official(to_official_state_dict(CoupledUNet("tiny")), "tiny-sr")
