@@ -14,7 +14,12 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-BASELINE = {"rsmma": "naive", "audio-conv": "eager", "unet": "release-eager-fp32"}
+BASELINE = {
+    "rsmma": "naive",
+    "audio-conv": "eager",
+    "unet": "release-eager-fp32",
+    "sr": "release-eager-fp32",
+}
 README_START, README_END = "<!-- performance:start -->", "<!-- performance:end -->"
 
 
@@ -86,7 +91,7 @@ def geomean_speedups(report: dict, suite: str) -> str:
     return "\n".join(lines)
 
 
-def markdown(report: dict, suites: tuple[str, ...] = ("rsmma", "audio-conv", "unet")) -> str:
+def markdown(report: dict, suites: tuple[str, ...] = ("rsmma", "audio-conv", "unet", "sr")) -> str:
     """One table per suite: a row per group, a column per implementation, median ms and the
     speed-up over the suite's baseline (naive attention, eager conv, release-style U-Net)."""
     groups = by_group(report["benchmarks"])
@@ -200,15 +205,17 @@ def readme_section(reports: list[tuple[str, dict]]) -> str:
             "",
             f"{env.get('date', '')}, torch {env.get('torch', '?')}, triton {env.get('triton', '?')}, commit {str(env.get('commit'))[:10]}.",
         ]
-        parts.append(markdown(rep, ("rsmma", "unet")))
-        parts += [
-            f"**audio-conv** ({source.rsplit('.', 1)[0]}.md in the results has every shape):",
-            "",
-            geomean_speedups(rep, "audio-conv"),
-            "",
-        ]
+        parts.append(markdown(rep, ("rsmma", "unet", "sr")))
+        conv = geomean_speedups(rep, "audio-conv")
+        if conv:
+            parts += [
+                f"**audio-conv** ({source.rsplit('.', 1)[0]}.md in the results has every shape):",
+                "",
+                conv,
+                "",
+            ]
     parts += [
-        "Reproduce: `pytest benchmarks --benchmark-only --benchmark-json=out.json` (CPU: about 5 minutes on 2 cores), "
+        "Reproduce: `pytest benchmarks --benchmark-only --benchmark-json=out.json` (CPU: about 7 minutes on 2 cores), "
         "or on a GPU `bash benchmarks/gpu_check.sh OUT_DIR` (about 7 minutes); then `python benchmarks/report.py out.json`.",
         "",
         README_END,

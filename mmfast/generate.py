@@ -1,20 +1,23 @@
 """Generating sounding videos with a trained model: loading any model file, batching, seeding,
-conditioning on a given clip. The sampling maths is in `mmfast.diffusion`."""
+conditioning on a given clip, and the super-resolution stage. The sampling maths is in
+`mmfast.diffusion`."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from mmfast.diffusion import Condition, sample
-from mmfast.models import CoupledUNet
+from mmfast.diffusion import Condition, sample, super_resolve
+from mmfast.models import CoupledUNet, SuperResUNet
 
 
-def load_model(path: str | Path, weights: str = "ema") -> CoupledUNet:
-    """A CoupledUNet from a training checkpoint (its EMA or raw weights) or a run directory holding
-    one, an mmfast model file, or an original MM-Diffusion .pt checkpoint."""
+def load_model(path: str | Path, weights: str = "ema", kind: type = CoupledUNet):
+    """A model of class `kind` (CoupledUNet, or SuperResUNet for the SR stage) from a training
+    checkpoint (its EMA or raw weights) or a run directory holding one, an mmfast model file, or
+    an original MM-Diffusion .pt checkpoint."""
     path = Path(path)
     if path.is_dir():  # a run directory
         from mmfast.train.trainer import CHECKPOINT
@@ -25,7 +28,7 @@ def load_model(path: str | Path, weights: str = "ema") -> CoupledUNet:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.suffix in (".pt", ".pth", ".bin"):
-        return CoupledUNet.from_official(path)
+        return kind.from_official(path)
     from safetensors import safe_open
 
     try:
@@ -38,8 +41,13 @@ def load_model(path: str | Path, weights: str = "ema") -> CoupledUNet:
     if fmt == "mmfast.TrainCheckpoint":
         from mmfast.train.checkpoint import load_checkpoint_model
 
-        return load_checkpoint_model(path, weights)
-    return CoupledUNet.load(path)
+        model = load_checkpoint_model(path, weights)
+        if not isinstance(model, kind):
+            raise ValueError(
+                f"{path} is a training checkpoint of a {type(model).__name__}, not a {kind.__name__}"
+            )
+        return model
+    return kind.load(path)
 
 
 def audio_rate(model: CoupledUNet, fps: float = 10.0) -> int:
@@ -119,3 +127,64 @@ def generate(
     if clips is not None:
         clips.close()
     return torch.cat(videos), torch.cat(audios)
+
+
+def sr_batch_size(model: SuperResUNet, device: torch.device, dtype: torch.dtype) -> int:
+    """Frames per SR call that fit in half the device's free memory (CUDA's free memory, else
+    the machine's available RAM), by the model's own estimate of a frame's activations."""
+    per_frame = model.inference_bytes_per_image(dtype)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+    else:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):  # not a POSIX system
+            free = 4 * 2**30
+    return max(1, int(0.5 * free // per_frame))
+
+
+def upsample(
+    model: SuperResUNet,
+    videos: Tensor,
+    *,
+    sampler: str = "ddim",
+    steps: int = 25,
+    seed: int = 0,
+    batch_size: int | None = None,
+    progress: bool = False,
+    **sampler_options,
+) -> Tensor:
+    """The SR stage: videos [N, F, 3, s, s] in [-1, 1] -> [N, F, 3, S, S] (s, S: the SR model's
+    small and large sizes), the release's rule by default (DDIM 25 on its ddim25 times, eta 0, one
+    noise per clip shared by its frames, the frames fed in raw). Frames go through the model in
+    batches of `batch_size` (default: as many as fit in memory, `sr_batch_size`); the result does
+    not depend on it."""
+    cfg = model.config
+    if videos.dim() != 5 or tuple(videos.shape[2:]) != (
+        cfg.channels,
+        cfg.small_size,
+        cfg.small_size,
+    ):
+        raise ValueError(
+            f"the SR model upsamples frames of {cfg.small_size}x{cfg.small_size}: videos must be "
+            f"[N, F, {cfg.channels}, {cfg.small_size}, {cfg.small_size}], got {tuple(videos.shape)}"
+        )
+    n, f = videos.shape[:2]
+    param = next(model.parameters())
+    model.eval()
+    if batch_size is None:
+        batch_size = sr_batch_size(model, param.device, param.dtype)
+    frames = videos.reshape(n * f, *videos.shape[2:]).to(param.device, torch.float32)
+    high = super_resolve(
+        lambda x, t, low: model(x.to(param.dtype), t, low.to(param.dtype)),
+        frames,
+        cfg.large_size,
+        sampler=sampler,
+        steps=steps,
+        group=f,
+        generator=torch.Generator().manual_seed(seed * 1_000_003 + 7),
+        batch_size=batch_size,
+        progress=progress,
+        **sampler_options,
+    )
+    return high.clamp(-1, 1).reshape(n, f, *high.shape[1:]).cpu()

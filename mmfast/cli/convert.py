@@ -12,10 +12,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "convert-official",
         help="convert an original MM-Diffusion checkpoint (.pt) to an mmfast model file (.safetensors)",
     )
-    p.add_argument("source", help="the release's MultimodalUNet state dict (.pt)")
+    p.add_argument(
+        "source", help="the release's state dict (.pt): MultimodalUNet, or with --sr the SR model"
+    )
     p.add_argument("dest", help="output .safetensors file (weights + config)")
     p.add_argument(
-        "--preset", default="mmdiffusion-64", help="model preset the checkpoint was trained with"
+        "--sr",
+        action="store_true",
+        help="the checkpoint is the release's super-resolution model (ImageSuperResModel)",
+    )
+    p.add_argument(
+        "--preset",
+        help="model preset the checkpoint was trained with (default: mmdiffusion-64, with --sr "
+        "sr-256)",
     )
     p.set_defaults(func=run)
 
@@ -23,15 +32,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mmfast.models.config import PRESETS
     from mmfast.models.official import load_official
+    from mmfast.models.sr_config import SR_PRESETS
+    from mmfast.models.sr_official import load_official_sr
 
-    if args.preset not in PRESETS:
-        raise UsageError(f"--preset {args.preset}: expected one of {', '.join(PRESETS)}")
+    presets = SR_PRESETS if args.sr else PRESETS
+    preset = args.preset or ("sr-256" if args.sr else "mmdiffusion-64")
+    if preset not in presets:
+        raise UsageError(f"--preset {preset}: expected one of {', '.join(presets)}")
     if not args.dest.endswith(".safetensors"):
         raise UsageError(f"DEST {args.dest}: expected a file name ending in .safetensors")
     dest = writable_file("DEST", args.dest)
     with option("SOURCE", args.source):
-        model = load_official(args.source, args.preset)
+        model = (load_official_sr if args.sr else load_official)(args.source, preset)
     model.save(dest)
     n = sum(p.numel() for p in model.parameters())
-    print(f"wrote {dest}: {n:,} parameters, preset {args.preset}")
+    print(f"wrote {dest}: {type(model).__name__}, {n:,} parameters, preset {preset}")
     return 0

@@ -1,4 +1,5 @@
-"""`mmfast train`: train the coupled U-Net (resuming when the run directory holds a checkpoint)."""
+"""`mmfast train` / `mmfast train-sr`: train the coupled U-Net or the super-resolution U-Net
+(resuming when the run directory holds a checkpoint); one trainer, two tasks."""
 
 from __future__ import annotations
 
@@ -18,9 +19,19 @@ from mmfast.cli.options import (
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train", help="train on a folder of videos with sound (default: built-in synthetic data)"
+    base = sub.add_parser(
+        "train",
+        help="train the coupled U-Net on a folder of videos with sound (default: synthetic data)",
     )
+    _add_options(base, "tiny", "tiny or mmdiffusion-64 (the release's recipe)")
+    sr = sub.add_parser(
+        "train-sr",
+        help="train the 64->256 super-resolution U-Net on the frames of a video folder",
+    )
+    _add_options(sr, "tiny-sr", "tiny-sr or sr-256 (the release's recipe)")
+
+
+def _add_options(p: argparse.ArgumentParser, preset: str, presets: str) -> None:
     p.add_argument(
         "--out",
         required=True,
@@ -29,11 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--data", default=None, help="folder of .mp4/.mkv/.webm/.avi files; omit for synthetic data"
     )
-    p.add_argument(
-        "--preset",
-        default="tiny",
-        help="training preset: tiny or mmdiffusion-64 (the release's recipe)",
-    )
+    p.add_argument("--preset", default=preset, help=f"training preset: {presets}")
     p.add_argument("--steps", type=positive_int, help="total steps of the run")
     p.add_argument("--batch-size", type=positive_int, help="clips per process and step")
     p.add_argument("--lr", type=positive_float, help="AdamW learning rate")
@@ -120,8 +127,10 @@ def run(args: argparse.Namespace) -> int:
     from mmfast.train.checkpoint import check_resumable
     from mmfast.train.trainer import CHECKPOINT, build_dataset
 
-    if args.preset not in TRAIN_PRESETS:
-        raise UsageError(f"--preset {args.preset}: expected one of {', '.join(TRAIN_PRESETS)}")
+    stage = "sr" if args.command == "train-sr" else "base"
+    presets = [n for n, c in TRAIN_PRESETS.items() if c.stage == stage]
+    if args.preset not in presets:
+        raise UsageError(f"--preset {args.preset}: expected one of {', '.join(presets)}")
     if args.data is not None and not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data}: no such folder")
     device = parse_device(args.device)

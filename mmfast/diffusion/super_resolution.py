@@ -39,7 +39,7 @@ def super_resolve(
     eta 0, x0 clipped. `group` consecutive images share their noise (the release: one initial
     noise per clip, shared by its 16 frames; a DDPM's step noise is shared the same way), drawn
     from a per-group generator seeded from `generator`, so the result does not depend on
-    `batch_size` (images per denoiser call, whole groups; default all). DDPM uses the model's
+    `batch_size` (images per denoiser call, default all; a group may straddle two calls). DDPM uses the model's
     learned variance when it predicts one (2C output channels) unless `variance=` says otherwise;
     `timesteps` ("release" or "uniform") applies to DDPM and DDIM.
     """
@@ -48,7 +48,9 @@ def super_resolve(
     n, c = low_res.shape[:2]
     if group < 1 or n % group:
         raise ValueError(f"group={group} must be a positive divisor of the {n} images")
-    batch = n if batch_size is None else max(group, batch_size // group * group)
+    batch = n if batch_size is None else batch_size
+    if batch < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
     device = low_res.device
     schedule = (schedule or NoiseSchedule.linear()).to(device)
     if isinstance(sampler, str) and sampler in ("ddpm", "ddim"):
@@ -65,12 +67,17 @@ def super_resolve(
         bar = tqdm(total=n, desc="super-resolution", unit="frame", dynamic_ncols=True)
     for start in range(0, n, batch):
         stop = min(start + batch, n)
-        gens = [torch.Generator().manual_seed(s) for s in seeds[start // group : stop // group]]
+        first, last = start // group, (stop - 1) // group
+        # A group cut by the batch boundary replays its generator: both parts draw the same noise.
+        gens = [torch.Generator().manual_seed(s) for s in seeds[first : last + 1]]
+        owner = torch.arange(start, stop) // group - first  # each image's group in `gens`
         low = low_res[start:stop]
 
-        def shared_noise(x: Tensor, gens=gens) -> Tensor:
-            draws = [torch.randn(x.shape[1:], generator=g, dtype=x.dtype) for g in gens]
-            return torch.stack(draws).repeat_interleave(group, dim=0).to(x.device)
+        def shared_noise(x: Tensor, gens=gens, owner=owner) -> Tensor:
+            draws = torch.stack(
+                [torch.randn(x.shape[1:], generator=g, dtype=x.dtype) for g in gens]
+            )
+            return draws[owner].to(x.device)
 
         def predict(x: Tensor, tau: float, low=low) -> tuple[Tensor, Tensor | None]:
             t = torch.full((x.shape[0],), float(tau), device=x.device)

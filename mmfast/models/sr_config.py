@@ -84,15 +84,15 @@ class SuperResConfig:
 SR_PRESETS: dict[str, SuperResConfig] = {
     # The release's SR model (Landscape / AIST++ SR checkpoints): 311,027,910 parameters.
     "sr-256": SuperResConfig(),
-    # The same structure on 16 -> 64 frames at 1/6 of the width with three levels: for tests and
-    # CPUs (the synthetic dataset's frames, 4x upsampling as the release).
+    # The same structure at 1/6 of the width with three levels, 32 -> 128 (4x, as the release):
+    # the `tiny` base model's 32x32 frames, for tests and CPUs.
     "tiny-sr": SuperResConfig(
-        large_size=64,
-        small_size=16,
+        large_size=128,
+        small_size=32,
         model_channels=32,
         channel_mult=(1, 2, 2),
         num_res_blocks=1,
-        attention_resolutions=(4,),
+        attention_resolutions=(4,),  # 32x32
         num_heads=2,
         num_heads_upsample=2,
         norm_groups=8,

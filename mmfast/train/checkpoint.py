@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from mmfast.files import atomic_path
-from mmfast.models import CoupledUNet, CoupledUNetConfig
+from mmfast.models.serialization import FORMATS, format_of, model_class
 
 FORMAT = "mmfast.TrainCheckpoint"
 
@@ -40,7 +40,7 @@ def _join_optimizer(tensors: dict[str, Tensor], meta: dict) -> dict:
 def save_training_checkpoint(
     path: str | Path,
     *,
-    model: CoupledUNet,
+    model: torch.nn.Module,
     ema,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
@@ -62,6 +62,7 @@ def save_training_checkpoint(
         "format": FORMAT,
         "step": str(step),
         "world_size": str(world_size),
+        "model_format": format_of(model),
         "model_config": model.config.to_json(),
         "train_config": train_config_json,
         "optimizer": json.dumps(optim_meta),
@@ -87,12 +88,29 @@ def read_metadata(path: str | Path) -> dict[str, str]:
     return meta
 
 
-def _check_same_model(path: Path | str, meta: dict[str, str], config: CoupledUNetConfig) -> None:
-    saved = CoupledUNetConfig.from_dict(json.loads(meta["model_config"]))
-    # How the model runs (activation checkpointing, attention backend) may change on resume.
-    saved = saved.replace(
-        use_checkpoint=config.use_checkpoint, attention_backend=config.attention_backend
-    )
+# How a model runs, which may change when a run resumes (fields of either config class).
+_RUNTIME_FIELDS = ("use_checkpoint", "attention_backend")
+
+
+def _saved_model(meta: dict[str, str]) -> tuple[str, object]:
+    """(format, config) of a training checkpoint's model; checkpoints from before the SR stage
+    hold a CoupledUNet."""
+    fmt = meta.get("model_format", "mmfast.CoupledUNet")
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown model format {fmt!r} in a training checkpoint")
+    return fmt, FORMATS[fmt][1].from_dict(json.loads(meta["model_config"]))
+
+
+def _check_same_model(path: Path | str, meta: dict[str, str], config) -> None:
+    fmt, saved = _saved_model(meta)
+    kind = FORMATS[fmt][0]
+    if not isinstance(saved, type(config)):
+        wanted = next(name for name, cls in FORMATS.values() if cls is type(config))
+        raise ValueError(
+            f"{path} holds a checkpoint of a {kind}, and this run trains a {wanted}; train into a "
+            "new folder"
+        )
+    saved = saved.replace(**{k: getattr(config, k) for k in _RUNTIME_FIELDS if hasattr(config, k)})
     if saved != config:
         diff = ", ".join(
             f"{k} {a!r} (this run: {b!r})"
@@ -118,7 +136,7 @@ def check_resumable(path: str | Path, train_config) -> None:
 def load_training_checkpoint(
     path: str | Path,
     *,
-    model: CoupledUNet,
+    model: torch.nn.Module,
     ema,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
@@ -148,12 +166,13 @@ def load_training_checkpoint(
     return meta
 
 
-def load_checkpoint_model(path: str | Path, weights: str = "ema") -> CoupledUNet:
-    """The model of a training checkpoint with its EMA ("ema") or raw ("raw") weights, on the CPU."""
+def load_checkpoint_model(path: str | Path, weights: str = "ema"):
+    """The model (CoupledUNet or SuperResUNet) of a training checkpoint with its EMA ("ema") or raw
+    ("raw") weights, on the CPU."""
     if weights not in ("ema", "raw"):
         raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
-    meta = read_metadata(path)
-    model = CoupledUNet(CoupledUNetConfig.from_dict(json.loads(meta["model_config"])))
+    fmt, config = _saved_model(read_metadata(path))
+    model = model_class(fmt)(config)
     prefix = "ema." if weights == "ema" else "model."
     with safe_open(str(path), framework="pt") as f:
         state = {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118

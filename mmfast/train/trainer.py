@@ -11,18 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from mmfast.diffusion import NoiseSchedule, diffusion_loss
-from mmfast.models import CoupledUNet, CoupledUNetConfig
+from mmfast.diffusion import NoiseSchedule
 from mmfast.train.checkpoint import load_training_checkpoint, save_training_checkpoint
 from mmfast.train.config import TrainConfig
 from mmfast.train.data import ClipDataset, Draws, DrawSampler
 from mmfast.train.distributed import DistInfo, barrier, setup_distributed, teardown_distributed
 from mmfast.train.ema import EMA
 from mmfast.train.progress import TrainProgress
-from mmfast.train.seeding import STREAMS, derive_seed, step_generator
+from mmfast.train.seeding import STREAMS, derive_seed
+from mmfast.train.tasks import StepInfo, task_for
 
 CHECKPOINT = "checkpoint.safetensors"
 EMA_MODEL = "model-ema.safetensors"
@@ -37,36 +38,16 @@ class TrainResult:
     samples_per_second: float
     checkpoint: Path
     ema_model: Path
-    model: CoupledUNet  # the trained module (raw weights) of this process
+    model: (
+        nn.Module
+    )  # the trained module (raw weights) of this process: CoupledUNet or SuperResUNet
     is_main: bool = True  # rank 0 (the process that writes and reports)
 
 
-def build_dataset(config: TrainConfig, model_cfg: CoupledUNetConfig, run_dir: Path) -> ClipDataset:
-    """The folder dataset of `config.data`, else the synthetic one, at the model's sizes."""
-    audio_rate = model_cfg.audio_length * config.fps / model_cfg.video_frames
-    if config.data is None:
-        from mmfast.data.synthetic import SyntheticAVDataset
-
-        return SyntheticAVDataset(
-            config.synthetic_clips,
-            frames=model_cfg.video_frames,
-            size=model_cfg.video_size,
-            audio_length=model_cfg.audio_length,
-            fps=config.fps,
-            seed=config.seed,
-        )
-    from mmfast.data.folder import VideoFolderDataset
-
-    return VideoFolderDataset(
-        config.data,
-        frames=model_cfg.video_frames,
-        fps=config.fps,
-        size=model_cfg.video_size,
-        audio_rate=round(audio_rate),
-        resize=config.resize,
-        hflip_p=config.hflip_p,
-        index_path=run_dir / "clip_index.json",
-    )
+def build_dataset(config: TrainConfig, model_cfg, run_dir: Path) -> ClipDataset:
+    """The dataset a run of `config` trains on, at the sizes of `model_cfg` (its model's config;
+    see `mmfast.train.tasks`)."""
+    return task_for(config).build_dataset(config, model_cfg, run_dir)
 
 
 def _loader(dataset: ClipDataset, config: TrainConfig, info: DistInfo, step: int) -> DataLoader:
@@ -113,9 +94,9 @@ def _train(
     started = time.monotonic()
     run_dir.mkdir(parents=True, exist_ok=True)
     device = info.device
-    model_cfg = config.model_config().replace(use_checkpoint=config.activation_checkpointing)
+    task = task_for(config)
     torch.manual_seed(config.seed)  # the same initial weights in every process
-    model = CoupledUNet(model_cfg).to(device)
+    model = task.build_model(config).to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
     )
@@ -137,7 +118,7 @@ def _train(
                 f"resuming a {meta['world_size']}-process run with {info.world_size}: the data order changes"
             )
     # The data is checked before the run writes anything of its own.
-    dataset = dataset if dataset is not None else build_dataset(config, model_cfg, run_dir)
+    dataset = dataset if dataset is not None else task.build_dataset(config, model.config, run_dir)
     if step == 0 and info.is_main:
         (run_dir / "train_config.json").write_text(config.to_json())
     batches = iter(_loader(dataset, config, info, step))
@@ -163,32 +144,16 @@ def _train(
         bar = TrainProgress(step, end, max_seconds, started)
     last_loss, rate, window_start, window_items = math.nan, 0.0, time.monotonic(), 0
     while step < end:
-        video, audio = next(batches)
-        video = video.to(device, non_blocking=True)
-        audio = audio.to(device, non_blocking=True)
+        batch = [t.to(device, non_blocking=True) for t in next(batches)]
         model.train()
         torch.manual_seed(
             derive_seed(config.seed, STREAMS["dropout"], info.rank, step)
         )  # dropout masks
-        shifts = model.draw_shifts(
-            video.shape[1], step_generator(config.seed, info.rank, step, "shift")
-        )
-        if config.compile:  # tensors: one compiled graph for every shift
-            shifts = [
-                torch.full((video.shape[0],), r, device=device, dtype=torch.long) for r in shifts
-            ]
-        noise_gen = step_generator(config.seed, info.rank, step, "diffusion", device)
+        at = StepInfo(config.seed, info.rank, step, device, config.compile)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
-            out = diffusion_loss(
-                lambda v, a, t, shifts=shifts: forward(v, a, t, shift=shifts),
-                video,
-                audio,
-                schedule,
-                generator=noise_gen,
-                weights=config.loss_weights,
-            )
+            loss, stats = task.loss(forward, model, batch, schedule, at)
         optimizer.zero_grad(set_to_none=True)
-        scaler.scale(out.loss).backward()
+        scaler.scale(loss).backward()
         if config.grad_clip is not None:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
@@ -196,34 +161,32 @@ def _train(
         scaler.update()
         ema.update(model)
         step += 1
-        window_items += video.shape[0] * info.world_size
+        window_items += batch[0].shape[0] * info.world_size
 
         timed_out = (
             config.max_minutes is not None
             and (time.monotonic() - started) > 60 * config.max_minutes
         )
         if step % config.log_every == 0 or step == end or timed_out:
-            last_loss = out.loss.item()
+            last_loss = loss.item()
             now = time.monotonic()
             rate = window_items / max(now - window_start, 1e-9)
             window_start, window_items = now, 0
             record = dict(
                 step=step,
                 loss=last_loss,
-                video=out.video.item(),
-                audio=out.audio.item(),
+                **{k: v.item() for k, v in stats.items()},
                 samples_per_s=rate,
             )
             if info.is_main:
                 _log(run_dir, record)
                 if bar is not None:
-                    bar.update(
-                        step,
-                        loss=f"{last_loss:.4f}",
-                        video=f"{record['video']:.4f}",
-                        audio=f"{record['audio']:.4f}",
-                        samples_per_s=f"{rate:.2f}",
-                    )
+                    shown = {
+                        k: f"{v:.4f}"
+                        for k, v in record.items()
+                        if k not in ("step", "samples_per_s")
+                    }
+                    bar.update(step, **shown, samples_per_s=f"{rate:.2f}")
         if bar is not None:
             bar.update(step)
         if step % config.checkpoint_every == 0 or step == end or timed_out:
@@ -254,7 +217,7 @@ def _checkpoint(
             train_config_json=config.to_json(),
             world_size=info.world_size,
         )
-        averaged = CoupledUNet(model.config)
+        averaged = type(model)(model.config)
         ema.copy_to(averaged)
         averaged.save(run_dir / EMA_MODEL)
     barrier(info)

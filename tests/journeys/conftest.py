@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import REFERENCE_DIR
-from user_media import user_folder, write_video, write_wav
+from readme import readme_command, substitute
+from user_media import checkpoint_step, log_steps, mmfast, user_folder, write_video, write_wav
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +34,37 @@ def release_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("release") / "landscape.pt"
     torch.save(sd, path)
     return path
+
+
+SMALL = ["--batch-size", "1", "--log-every", "1", "--workers", "1"]
+
+
+@pytest.fixture(scope="session")
+def run_dir(media, tmp_path_factory) -> Path:
+    """README's training line on the user's folder (tiny preset, 2 steps), then resumed to 3."""
+    cwd = tmp_path_factory.mktemp("user")
+    line = readme_command("train", "--precision", "fp16")
+    argv = substitute(
+        line, {"~/landscape": str(media / "landscape"), "mmdiffusion-64": "tiny"}, SMALL
+    )
+    first = mmfast(*argv, "--steps", "2", cwd=cwd)
+    assert first.returncode == 0, first.stderr
+    run = cwd / "runs/landscape"
+    assert [r["step"] for r in log_steps(run)] == [1, 2]
+    # The user's bad files are named once, and the run goes on.
+    for name in ("broken.mp4", "silent.mp4", "short.mp4"):
+        assert name in first.stderr
+    assert "checkpoint: runs/landscape/checkpoint.safetensors" in first.stdout
+    assert checkpoint_step(run / "checkpoint.safetensors") == 2
+    index = json.loads((run / "clip_index.json").read_text())
+    assert len(index["files"]) == 8  # every video file, usable or not; .txt and .jpg ignored
+    assert not list((media / "landscape").rglob("*.json"))  # nothing written into the data
+
+    resumed = mmfast(*argv, "--steps", "3", cwd=cwd)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming runs/landscape/checkpoint.safetensors at step 2" in resumed.stdout
+    assert [r["step"] for r in log_steps(run)] == [1, 2, 3]
+    assert checkpoint_step(run / "checkpoint.safetensors") == 3
+    config = json.loads((run / "train_config.json").read_text())
+    assert config["precision"] == "fp16" and config["data"] == str(media / "landscape")
+    return run

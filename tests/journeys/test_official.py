@@ -6,15 +6,15 @@ from __future__ import annotations
 import torch
 from readme import readme_command, substitute
 from safetensors import safe_open
-from test_train_and_sample import check_clips
-from user_media import mmfast
+from user_media import check_clips, mmfast
 
 from mmfast.models.official import official_name
 
 
 def test_convert_then_sample_at_the_released_size(release_checkpoint, tmp_path):
     convert = substitute(
-        readme_command("convert-official"), {"landscape.pt": str(release_checkpoint)}
+        readme_command("convert-official", "landscape.pt"),
+        {"landscape.pt": str(release_checkpoint)},
     )
     proc = mmfast(*convert, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

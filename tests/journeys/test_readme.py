@@ -10,8 +10,9 @@ import torch
 from readme import code_blocks, command_lines
 
 from mmfast.cli import build_parser
-from mmfast.models import CoupledUNet
+from mmfast.models import CoupledUNet, SuperResUNet
 from mmfast.models.official import to_official_state_dict
+from mmfast.models.sr_official import to_official_sr_state_dict
 
 # The README commands the journeys run: (words the command holds, its launcher).
 JOURNEYS = [
@@ -21,8 +22,11 @@ JOURNEYS = [
     (("sample", "--sampler", "dpm-solver"), None),
     (("sample", "--condition-video"), None),
     (("sample", "--condition-audio"), None),  # and test_official.py at the released size
-    (("convert-official",), None),  # test_official.py
+    (("convert-official", "landscape.pt"), None),  # test_official.py
     (("sample", "--checkpoint", "landscape.safetensors"), None),
+    (("train-sr",), None),  # test_super_resolution.py
+    (("sample", "--sr"), None),
+    (("convert-official", "--sr"), None),
 ]
 
 
@@ -51,6 +55,10 @@ def test_every_readme_command_is_run_by_a_journey():
 # README literal -> what the test runs instead (the tiny preset's sizes); each must occur.
 SUBSTITUTIONS = [
     (
+        "sample(model, (4, 16, 3, 64, 64), (4, 1, 25600)",
+        "sample(model, (1, 16, 3, 64, 64), (1, 1, 25600)",
+    ),
+    (
         'CoupledUNet.from_official("landscape.pt")',
         'CoupledUNet.from_official("landscape.pt", "tiny")',
     ),
@@ -58,11 +66,18 @@ SUBSTITUTIONS = [
     ("25600", "4096"),
     ("steps=20", "steps=2"),
     ("steps=50", "steps=2"),
+    (
+        'SuperResUNet.from_official("landscape-sr.pt")',
+        'SuperResUNet.from_official("landscape-sr.pt", "tiny-sr")',
+    ),
+    ("256, 256", "128, 128"),
+    ("steps=25", "steps=2"),
 ]
 
 
 def test_readme_python_examples_run(tmp_path, monkeypatch):
     torch.save(to_official_state_dict(CoupledUNet("tiny")), tmp_path / "landscape.pt")
+    torch.save(to_official_sr_state_dict(SuperResUNet("tiny-sr")), tmp_path / "landscape-sr.pt")
     monkeypatch.chdir(tmp_path)
     blocks = code_blocks("python")
     assert len(blocks) >= 2
@@ -71,12 +86,18 @@ def test_readme_python_examples_run(tmp_path, monkeypatch):
         assert old in source, f"README no longer has {old!r}: update the substitutions"
     namespace: dict = {}
     torch.manual_seed(0)
+    applied = set()
     for i, block in enumerate(blocks):
         for old, new in SUBSTITUTIONS:
+            if old in block:
+                applied.add(old)
             block = block.replace(old, new)
         exec(compile(block, f"README.md python block {i}", "exec"), namespace)  # noqa: S102
+    assert applied == {old for old, _ in SUBSTITUTIONS}, "a substitution matched nothing"
     assert namespace["eps_video"].shape == (2, 16, 3, 32, 32)
     assert namespace["eps_audio"].shape == (2, 1, 4096)
     assert os.path.isfile("landscape.safetensors")
     assert namespace["video"].shape == (1, 16, 3, 32, 32)
     assert torch.isfinite(namespace["video"]).all() and torch.isfinite(namespace["loss"])
+    assert namespace["out"].shape == (2, 6, 128, 128)
+    assert namespace["high"].shape == (1, 16, 3, 128, 128)

@@ -4,7 +4,6 @@ output decoded."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -13,64 +12,7 @@ from pathlib import Path
 import pytest
 from readme import readme_command, substitute
 from safetensors import safe_open
-from user_media import check_png, decode, mmfast
-
-SMALL = ["--batch-size", "1", "--log-every", "1", "--workers", "1"]
-
-
-def _log(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-
-
-def _step(checkpoint: Path) -> int:
-    with safe_open(str(checkpoint), framework="pt") as f:
-        return int(f.metadata()["step"])
-
-
-def check_clips(out: Path, num: int, *, size: int = 32, seconds: float = 1.6) -> None:
-    """`num` mp4 clips (16 frames of size x size at 10 fps, 1.6 s of AAC audio at a player rate)
-    and their PNG previews, and nothing half-written."""
-    mp4s = sorted(out.glob("*.mp4"))
-    assert [p.name for p in mp4s] == [f"sample_{i:03d}.mp4" for i in range(num)]
-    for mp4 in mp4s:
-        d = decode(mp4)
-        assert (d.video_frames, d.width, d.height) == (16, size, size), d
-        assert d.fps == pytest.approx(10.0)
-        assert d.audio_rate == 16000 and d.audio_channels == 1, d
-        assert abs(d.audio_seconds - seconds) <= 1024 / 16000, d  # one AAC frame of padding
-        check_png(mp4.with_suffix(".png"))
-    assert not list(out.glob(".*.tmp")), "a temporary file was left behind"
-
-
-@pytest.fixture(scope="module")
-def run_dir(media, tmp_path_factory) -> Path:
-    """README's training line on the user's folder (tiny preset, 2 steps), then resumed to 3."""
-    cwd = tmp_path_factory.mktemp("user")
-    line = readme_command("train", "--precision", "fp16")
-    argv = substitute(
-        line, {"~/landscape": str(media / "landscape"), "mmdiffusion-64": "tiny"}, SMALL
-    )
-    first = mmfast(*argv, "--steps", "2", cwd=cwd)
-    assert first.returncode == 0, first.stderr
-    run = cwd / "runs/landscape"
-    assert [r["step"] for r in _log(run)] == [1, 2]
-    # The user's bad files are named once, and the run goes on.
-    for name in ("broken.mp4", "silent.mp4", "short.mp4"):
-        assert name in first.stderr
-    assert "checkpoint: runs/landscape/checkpoint.safetensors" in first.stdout
-    assert _step(run / "checkpoint.safetensors") == 2
-    index = json.loads((run / "clip_index.json").read_text())
-    assert len(index["files"]) == 8  # every video file, usable or not; .txt and .jpg ignored
-    assert not list((media / "landscape").rglob("*.json"))  # nothing written into the data
-
-    resumed = mmfast(*argv, "--steps", "3", cwd=cwd)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming runs/landscape/checkpoint.safetensors at step 2" in resumed.stdout
-    assert [r["step"] for r in _log(run)] == [1, 2, 3]
-    assert _step(run / "checkpoint.safetensors") == 3
-    config = json.loads((run / "train_config.json").read_text())
-    assert config["precision"] == "fp16" and config["data"] == str(media / "landscape")
-    return run
+from user_media import check_clips, checkpoint_step, mmfast
 
 
 def test_train_on_a_user_folder_resumes(run_dir):
@@ -94,7 +36,7 @@ def test_torchrun_two_processes_on_a_user_folder(media, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "runs/landscape"
-    assert _step(run / "checkpoint.safetensors") == 2
+    assert checkpoint_step(run / "checkpoint.safetensors") == 2
     with safe_open(str(run / "checkpoint.safetensors"), framework="pt") as f:
         assert f.metadata()["world_size"] == "2"
     assert proc.stdout.count("checkpoint: runs/landscape/checkpoint.safetensors") == 1  # rank 0

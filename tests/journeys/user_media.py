@@ -3,6 +3,7 @@ the decoding of what a command wrote."""
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
+from safetensors import safe_open
 
 LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
 
@@ -180,6 +183,37 @@ def check_png(path: Path) -> None:
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
     assert len(data) > 1000, f"{path} is nearly empty"
+
+
+def log_steps(run: Path) -> list[dict]:
+    """The records of a run's log.jsonl."""
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    """The step a training checkpoint resumes at."""
+    with safe_open(str(checkpoint), framework="pt") as f:
+        return int(f.metadata()["step"])
+
+
+def check_clips(
+    out: Path, num: int, *, size: int = 32, seconds: float = 1.6, sr: bool = False
+) -> None:
+    """`num` mp4 clips (16 frames of size x size at 10 fps, 1.6 s of AAC audio at a player rate)
+    and their PNG previews, and nothing half-written; with `sr`, each also has its upsampled
+    sample_NNN_sr.mp4 (checked by the caller)."""
+    names = sorted(p.name for p in out.glob("*.mp4"))
+    expected = [f"sample_{i:03d}.mp4" for i in range(num)]
+    expected += [f"sample_{i:03d}_sr.mp4" for i in range(num)] if sr else []
+    assert names == sorted(expected)
+    for mp4 in (out / name for name in expected if not name.endswith("_sr.mp4")):
+        d = decode(mp4)
+        assert (d.video_frames, d.width, d.height) == (16, size, size), d
+        assert d.fps == pytest.approx(10.0)
+        assert d.audio_rate == 16000 and d.audio_channels == 1, d
+        assert abs(d.audio_seconds - seconds) <= 1024 / 16000, d  # one AAC frame of padding
+        check_png(mp4.with_suffix(".png"))
+    assert not list(out.glob(".*.tmp")), "a temporary file was left behind"
 
 
 def mmfast(*args: str, cwd: Path, timeout: float = 600, env: dict | None = None):

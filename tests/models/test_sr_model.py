@@ -54,12 +54,12 @@ def test_tiny_preset_shapes_and_round_trip(tmp_path):
     g = torch.Generator().manual_seed(0)
     for p in model.parameters():
         p.data.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    x = torch.randn(2, 3, 64, 64, generator=g)
-    low = torch.rand(2, 3, 16, 16, generator=g) * 2 - 1
+    x = torch.randn(2, 3, 128, 128, generator=g)
+    low = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
     t = torch.tensor([3.0, 917.0])
     with torch.no_grad():
         out = model(x, t, low)
-    assert out.shape == (2, 6, 64, 64) and torch.isfinite(out).all()
+    assert out.shape == (2, 6, 128, 128) and torch.isfinite(out).all()
     model.save(tmp_path / "sr.safetensors")
     back = SuperResUNet.load(tmp_path / "sr.safetensors")
     assert back.config == cfg
@@ -69,11 +69,11 @@ def test_tiny_preset_shapes_and_round_trip(tmp_path):
 
 def test_inputs_are_checked():
     model = SuperResUNet("tiny-sr")
-    x, low = torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 16, 16)
-    with pytest.raises(ValueError, match=r"x_t must be \[B, 3, 64, 64\], got \(1, 3, 32, 32\)"):
-        model(torch.zeros(1, 3, 32, 32), 0, low)
+    x, low = torch.zeros(1, 3, 128, 128), torch.zeros(1, 3, 32, 32)
+    with pytest.raises(ValueError, match=r"x_t must be \[B, 3, 128, 128\], got \(1, 3, 64, 64\)"):
+        model(torch.zeros(1, 3, 64, 64), 0, low)
     with pytest.raises(
-        ValueError, match=r"low_res must be \[B=1, 3, 16, 16\], got \(1, 3, 64, 64\)"
+        ValueError, match=r"low_res must be \[B=1, 3, 32, 32\], got \(1, 3, 128, 128\)"
     ):
         model(x, 0, x)
     with pytest.raises(ValueError, match=r"timesteps must be \[B=1\]"):
@@ -97,3 +97,72 @@ def test_a_base_model_checkpoint_is_not_an_sr_one(release):
 
     with pytest.raises(ValueError, match="does not match the model"):
         SuperResUNet.from_official(to_official_state_dict(CoupledUNet("tiny")), "tiny-sr")
+
+
+SMALL = dict(
+    large_size=32,
+    small_size=8,
+    model_channels=16,
+    channel_mult=(1, 2),
+    attention_resolutions=(2,),
+    norm_groups=8,
+)
+
+
+def _small_model(seed: int) -> SuperResUNet:
+    model = SuperResUNet(get_sr_config("tiny-sr", **SMALL))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    return model
+
+
+def _inputs(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(2, 3, 32, 32, generator=g),
+        torch.tensor([10.0, 700.0]),
+        torch.rand(2, 3, 8, 8, generator=g) * 2 - 1,
+    )
+
+
+def test_compiles_fullgraph_forward_and_backward():
+    """No graph breaks (aot_eager: Dynamo and AOTAutograd, without Inductor's C++ build)."""
+    model = _small_model(1)
+    x, t, low = _inputs(2)
+    grads = []
+    torch._dynamo.reset()
+    try:
+        for fn in (model, torch.compile(model, fullgraph=True, backend="aot_eager")):
+            model.zero_grad()
+            out = fn(x, t, low)
+            out.square().mean().backward()
+            grads.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    finally:
+        torch._dynamo.reset()
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-5, atol=1e-6)
+    for a, b in zip(grads[1][1], grads[0][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_autocast_keeps_fp32_norm_statistics(dtype, monkeypatch):
+    """Under autocast the convs and attention run in 16 bits, the GroupNorms in fp32: the output
+    stays within 16-bit rounding of the fp32 one."""
+    model = _small_model(3).eval()
+    x, t, low = _inputs(4)
+    with torch.no_grad():
+        want = model(x, t, low)
+        seen = []
+        group_norm = torch.nn.functional.group_norm
+        monkeypatch.setattr(
+            torch.nn.functional,
+            "group_norm",
+            lambda h, *a, **k: seen.append(h.dtype) or group_norm(h, *a, **k),
+        )
+        with torch.autocast("cpu", dtype=dtype):
+            got = model(x, t, low)
+    assert got.dtype == dtype
+    assert seen and set(seen) == {torch.float32}
+    assert rel_err(got.float(), want) < (3e-2 if dtype == torch.bfloat16 else 5e-3)

@@ -1,0 +1,160 @@
+"""What the trainer trains: the coupled U-Net on (video, audio) clips, or the super-resolution U-Net
+on (high-res frame, degraded low-res frame) pairs. A task builds the model and the dataset and
+computes one batch's loss; the loop, optimisation, checkpoints and DDP are the trainer's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch import Tensor, nn
+
+from mmfast.diffusion import NoiseSchedule, diffusion_loss, hybrid_loss
+from mmfast.models import CoupledUNet, CoupledUNetConfig, SuperResConfig, SuperResUNet
+from mmfast.train.config import TrainConfig
+from mmfast.train.data import ClipDataset
+from mmfast.train.seeding import step_generator
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Where a step is: its draws are functions of (seed, rank, step)."""
+
+    seed: int
+    rank: int
+    step: int
+    device: torch.device
+    compiled: bool
+
+    def generator(self, stream: str, device: torch.device | None = None) -> torch.Generator:
+        return step_generator(self.seed, self.rank, self.step, stream, device or "cpu")
+
+
+class TrainTask(Protocol):
+    name: str
+
+    def build_model(self, config: TrainConfig) -> nn.Module: ...
+
+    def build_dataset(
+        self, config: TrainConfig, model: nn.Module, run_dir: Path
+    ) -> ClipDataset: ...
+
+    def loss(
+        self, forward, model: nn.Module, batch: list[Tensor], schedule: NoiseSchedule, at: StepInfo
+    ) -> tuple[Tensor, dict[str, Tensor]]: ...
+
+
+def _folder(config: TrainConfig, run_dir: Path, **sizes):
+    from mmfast.data.folder import VideoFolderDataset
+
+    return VideoFolderDataset(
+        config.data,
+        fps=config.fps,
+        resize=config.resize,
+        hflip_p=config.hflip_p,
+        index_path=run_dir / "clip_index.json",
+        **sizes,
+    )
+
+
+def _synthetic(config: TrainConfig, frames: int, size: int, audio_length: int):
+    from mmfast.data.synthetic import SyntheticAVDataset
+
+    return SyntheticAVDataset(
+        config.synthetic_clips,
+        frames=frames,
+        size=size,
+        audio_length=audio_length,
+        fps=config.fps,
+        seed=config.seed,
+    )
+
+
+class CoupledTask:
+    """The coupled U-Net: epsilon loss on both modalities, a fresh RS-MMA window shift per stage."""
+
+    name = "base"
+
+    def __init__(self, weights: tuple[float, float] = (1.0, 1.0)):
+        self.weights = weights  # of the video and audio MSE
+
+    def build_model(self, config: TrainConfig) -> CoupledUNet:
+        return CoupledUNet(
+            config.model_config().replace(use_checkpoint=config.activation_checkpointing)
+        )
+
+    def build_dataset(
+        self, config: TrainConfig, cfg: CoupledUNetConfig, run_dir: Path
+    ) -> ClipDataset:
+        """The folder dataset of `config.data`, else the synthetic one, at the model's sizes."""
+        if config.data is None:
+            return _synthetic(config, cfg.video_frames, cfg.video_size, cfg.audio_length)
+        return _folder(
+            config,
+            run_dir,
+            frames=cfg.video_frames,
+            size=cfg.video_size,
+            audio_rate=round(cfg.audio_length * config.fps / cfg.video_frames),
+        )
+
+    def loss(self, forward, model, batch, schedule, at):
+        video, audio = batch
+        shifts = model.draw_shifts(video.shape[1], at.generator("shift"))
+        if at.compiled:  # tensors: one compiled graph for every shift
+            shifts = [
+                torch.full((video.shape[0],), r, device=at.device, dtype=torch.long) for r in shifts
+            ]
+        out = diffusion_loss(
+            lambda v, a, t, shifts=shifts: forward(v, a, t, shift=shifts),
+            video,
+            audio,
+            schedule,
+            generator=at.generator("diffusion", at.device),
+            weights=self.weights,
+        )
+        return out.loss, {"video": out.video, "audio": out.audio}
+
+
+class SuperResTask:
+    """The SR U-Net: the hybrid loss (eps MSE + variational bound) on single frames, the low-res
+    input degraded as the release's training did."""
+
+    name = "sr"
+
+    def build_model(self, config: TrainConfig) -> SuperResUNet:
+        return SuperResUNet(
+            config.model_config().replace(use_checkpoint=config.activation_checkpointing)
+        )
+
+    def build_dataset(self, config: TrainConfig, cfg: SuperResConfig, run_dir: Path) -> ClipDataset:
+        """Frames of the folder's videos at 10 fps (one per item, letterboxed with bicubic
+        scaling), else of the synthetic clips, at the model's large size."""
+        from mmfast.data.sr_frames import SRFrames
+
+        if config.data is None:
+            frames = 16
+            clips = _synthetic(config, frames, cfg.large_size, 16 * 256)
+        else:
+            frames = 1
+            clips = _folder(
+                config, run_dir, frames=1, size=cfg.large_size, audio_rate=16000,
+                interpolation="bicubic",
+            )  # fmt: skip
+        return SRFrames(clips, frames, cfg.small_size)
+
+    def loss(self, forward, model, batch, schedule, at):
+        high, low = batch
+        out = hybrid_loss(
+            lambda x, t: forward(x, t, low),
+            high,
+            schedule,
+            generator=at.generator("diffusion", at.device),
+        )
+        return out.loss, {"mse": out.mse, "vb": out.vb}
+
+
+def task_for(config: TrainConfig) -> TrainTask:
+    """The task of a training config (by its model preset)."""
+    return SuperResTask() if config.stage == "sr" else CoupledTask(config.loss_weights)
