@@ -167,6 +167,18 @@ def _cases(f: dict[str, Path], out: Path) -> list[tuple[list[str], str]]:
             "--preset big",
         ),
     ]
+    cases += [
+        ([*sample, "--sr", str(f["run"] / "nope")], "--sr"),
+        ([*sample, "--sr", str(f["ckpt"])], "is a training checkpoint of a CoupledUNet, not a SuperResUNet"),
+        ([*sample, "--sr", str(f["run"]), "--sr-steps", "0"], "--sr-steps: expected a positive integer"),
+        ([*sample, "--sr", str(f["run"]), "--sr-batch-size", "0"], "--sr-batch-size: expected a positive integer"),
+        ([*sample, "--sr", str(f["run"]), "--sr-sampler", "euler"], "--sr-sampler: invalid choice"),
+        (["train-sr", "--out", o, "--preset", "tiny"], "--preset tiny: expected one of sr-256, tiny-sr"),
+        (["train-sr", "--out", str(f["run"])], "holds a checkpoint of a CoupledUNet, and this run trains a SuperResUNet"),
+        (["train-sr", "--out", o, "--steps", "0"], "--steps: expected a positive integer"),
+        ([*convert, "--sr", str(f["tiny_official"]), f"{o}/x.safetensors"], "does not match the model"),
+        ([*convert, "--sr", str(f["tiny_official"]), f"{o}/x.safetensors", "--preset", "tiny"], "--preset tiny: expected one of sr-256, tiny-sr"),
+    ]  # fmt: skip
     if not CUDA:
         cases += [
             ([*train, "--device", "cuda"], "--device cuda: CUDA is not available on this machine"),
