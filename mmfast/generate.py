@@ -71,13 +71,16 @@ def generate(
     condition_audio: Tensor | None = None,
     method: str = "guided",
     scale: float | None = None,
+    timesteps: str = "uniform",
     progress: bool = False,
     **sampler_options,
 ) -> tuple[Tensor, Tensor]:
     """`num` clips: video [num, F, 3, H, W], audio [num, 1, L] in [-1, 1], on the CPU.
 
     condition_video [F, 3, H, W] or condition_audio [1, L] conditions every clip on that input
-    (video->audio or audio->video). Batch k is seeded by (seed, k).
+    (video->audio or audio->video). Batch k is seeded by (seed, k). timesteps="release" samples
+    as the release did (see `mmfast.diffusion.sample`), every batch in turn from one generator
+    seeded by `seed`, as its global RNG after `torch.manual_seed(seed)`.
     """
     if condition_video is not None and condition_audio is not None:
         raise ValueError("give condition_video or condition_audio, not both")
@@ -94,6 +97,7 @@ def generate(
         from tqdm.auto import tqdm
 
         clips = tqdm(total=num, desc="clips", unit="clip", dynamic_ncols=True)
+    release_gen = torch.Generator().manual_seed(seed)
     for k, start in enumerate(range(0, num, batch_size)):
         b = min(batch_size, num - start)
         condition = None
@@ -107,7 +111,10 @@ def generate(
                 )
                 kwargs = {} if scale is None else {"scale": scale}
                 condition = Condition(modality, batch, method=method, **kwargs)
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + k)
+        if timesteps == "release":
+            gen = release_gen
+        else:
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + k)
         v, a = sample(
             denoise,
             (b, cfg.video_frames, cfg.video_channels, cfg.video_size, cfg.video_size),
@@ -116,6 +123,7 @@ def generate(
             steps=steps,
             generator=gen,
             condition=condition,
+            timesteps=timesteps,
             device=param.device,
             progress=progress,
             **sampler_options,

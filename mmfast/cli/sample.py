@@ -31,6 +31,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--sampler", default="dpm-solver++", choices=["ddpm", "ddim", "dpm-solver", "dpm-solver++"]
     )
     p.add_argument("--steps", type=positive_int, default=20)
+    p.add_argument(
+        "--timesteps",
+        default="uniform",
+        choices=["uniform", "release"],
+        help="release: the original's time grids (DPM-Solver's, DDIM/DDPM's ddimN), integer "
+        "model times and its order of noise draws from one generator seeded by --seed, to "
+        "reproduce a release run",
+    )
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument(
         "--weights",
@@ -142,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
         condition_audio=cond_audio,
         method=args.guidance,
         scale=args.guidance_scale,
+        timesteps=args.timesteps,
         progress=not args.no_progress,
     )
     for i in range(args.num):

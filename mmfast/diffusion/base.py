@@ -38,7 +38,9 @@ class StepContext:
     """What a step may use: the noise predictor, the schedule, the pair layout (None for a single
     image state), the generator. `learned`, for models that also predict their variance, gives
     (eps, v) in one call (`eps` then gives the same eps). `noise`, when given, draws every step's
-    noise instead of `generator` (e.g. noise shared by the frames of a clip)."""
+    noise instead of `generator` (e.g. noise shared by the frames of a clip, or the release's
+    per-modality order). `draw_always`: ancestral samplers draw a step's noise even where it is
+    multiplied by zero (the release does, so that a seed's later draws line up with it)."""
 
     eps: EpsFn
     schedule: NoiseSchedule
@@ -46,6 +48,7 @@ class StepContext:
     generator: torch.Generator | None = None
     learned: LearnedFn | None = None
     noise: Callable[[Tensor], Tensor] | None = None
+    draw_always: bool = False
 
     def predict(self, x: Tensor, tau: float) -> tuple[Tensor, Tensor | None]:
         """(eps, learned variance values or None)."""

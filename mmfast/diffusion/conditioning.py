@@ -14,6 +14,7 @@ loss over the batch, so per sample it was 3 * 2**20 / B). `scale=3 * 2**20` repr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from enum import Enum
@@ -97,9 +98,7 @@ class Conditioner:
     def wrap(self, ctx: StepContext) -> StepContext:
         """The same context whose noise predictor sees the replaced state."""
         eps = ctx.eps
-        return StepContext(
-            lambda x, tau: eps(self.replace(x, tau), tau), ctx.schedule, ctx.layout, ctx.generator
-        )
+        return dataclasses.replace(ctx, eps=lambda x, tau: eps(self.replace(x, tau), tau))
 
     def step(
         self, sampler: Sampler, ctx: StepContext, x: Tensor, tr: Transition, history: History

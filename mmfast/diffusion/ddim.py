@@ -37,6 +37,8 @@ class DDIM:
         acp_t, acp_s, x0, eps, _ = denoise(ctx, x, tr, self.clip_denoised)
         sigma = self.eta * math.sqrt((1 - acp_s) / (1 - acp_t)) * math.sqrt(1 - acp_t / acp_s)
         out = math.sqrt(acp_s) * x0 + math.sqrt(max(1 - acp_s - sigma**2, 0.0)) * eps
-        if sigma > 0 and tr.s != CLEAN:
-            out = out + sigma * ctx.randn_like(x)
+        if ctx.draw_always or (sigma > 0 and tr.s != CLEAN):
+            z = ctx.randn_like(x)
+            if sigma > 0 and tr.s != CLEAN:
+                out = out + sigma * z
         return out, history

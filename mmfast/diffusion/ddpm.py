@@ -53,6 +53,8 @@ class DDPM:
             math.sqrt(1 - beta) * (1 - acp_s) / (1 - acp_t)
         ) * x
         if tr.s == CLEAN:
+            if ctx.draw_always:
+                ctx.randn_like(x)
             return mean, history
         posterior = beta * (1 - acp_s) / (1 - acp_t)
         kind = Variance(self.variance)

@@ -1,5 +1,5 @@
 """DPM-Solver (Lu et al. 2022), noise prediction, single-step, orders 1-3: the release's default
-sampler (order 3, 20 steps, logSNR spacing)."""
+sampler (order 3, 20 steps, logSNR spacing; `timesteps="release"` for its exact grid)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from torch import Tensor
 
 from mmfast.diffusion.base import History, StepContext, Transition
 from mmfast.diffusion.schedule import NoiseSchedule
-from mmfast.diffusion.spacing import Spacing, continuous_timesteps
+from mmfast.diffusion.spacing import Spacing, check_continuous_timesteps, continuous_timesteps
 
 
 def singlestep_orders(steps: int, order: int) -> list[int]:
@@ -31,13 +31,22 @@ def singlestep_orders(steps: int, order: int) -> list[int]:
 
 @dataclass(frozen=True)
 class DPMSolver:
+    """Segments of order `order` (the last ones lower) that spend exactly `steps` model calls.
+
+    timesteps "uniform": with logSNR spacing, the segments' ends are uniform in logSNR (the DPM-
+    Solver paper's rule); other spacings place `steps + 1` points and the segments skip through
+    them. "release": the release's grid, `steps + 1` points uniform in logSNR with the segments
+    skipping through them (20 steps: segments from point 0 to 3, 6, ..., 18, 20)."""
+
     order: int = 3
     spacing: Spacing = Spacing.LOGSNR
+    timesteps: str = "uniform"
     name: str = "dpm-solver"
 
     def plan(self, schedule: NoiseSchedule, steps: int) -> list[Transition]:
         orders = singlestep_orders(steps, self.order)
-        if Spacing(self.spacing) is Spacing.LOGSNR:
+        release = check_continuous_timesteps(self.timesteps, self.spacing)
+        if Spacing(self.spacing) is Spacing.LOGSNR and not release:
             taus = continuous_timesteps(schedule, len(orders), self.spacing)
         else:
             fine = continuous_timesteps(schedule, steps, self.spacing)

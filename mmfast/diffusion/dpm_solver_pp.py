@@ -11,13 +11,14 @@ from torch import Tensor
 from mmfast.diffusion.base import History, StepContext, Transition, predict_x0
 from mmfast.diffusion.pair import MODALITIES
 from mmfast.diffusion.schedule import NoiseSchedule
-from mmfast.diffusion.spacing import Spacing, continuous_timesteps
+from mmfast.diffusion.spacing import Spacing, check_continuous_timesteps, continuous_timesteps
 
 
 @dataclass(frozen=True)
 class DPMSolverPP:
     """order 1 is DDIM in log-SNR; order 2 is 2M. thresholding clips each modality's x0 prediction
-    to the per-sample `threshold_quantile` of |x0| (at least `threshold_max`) and rescales it."""
+    to the per-sample `threshold_quantile` of |x0| (at least `threshold_max`) and rescales it.
+    timesteps "release" is DPM-Solver's own multistep grid, which is the logsnr spacing."""
 
     order: int = 2
     spacing: Spacing = Spacing.LOGSNR
@@ -25,6 +26,7 @@ class DPMSolverPP:
     thresholding: bool = False
     threshold_quantile: float = 0.995
     threshold_max: float = 1.0
+    timesteps: str = "uniform"
     name: str = "dpm-solver++"
 
     def __post_init__(self) -> None:
@@ -32,6 +34,7 @@ class DPMSolverPP:
             raise ValueError(f"DPM-Solver++ (multistep) order must be 1 or 2, got {self.order}")
 
     def plan(self, schedule: NoiseSchedule, steps: int) -> list[Transition]:
+        check_continuous_timesteps(self.timesteps, self.spacing)
         taus = continuous_timesteps(schedule, steps, self.spacing)
         plan = []
         for i in range(1, steps + 1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -58,6 +59,7 @@ def sample(
     condition: Condition | None = None,
     noise: tuple[Tensor, Tensor] | None = None,
     integer_time: bool = False,
+    timesteps: str | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
@@ -80,6 +82,13 @@ def sample(
         condition: a `Condition` for audio->video or video->audio generation.
         noise: the initial (video, audio) noise, instead of drawing it.
         integer_time: truncate the model's time input to an integer, as the release's DPM-Solver did.
+        timesteps: "uniform" (mmfast's grids) or "release", which reproduces the release's run:
+            its DPM-Solver grid and integer model times, DDIM's and DDPM's "ddimN" times, and
+            every draw in its order (initial video then audio, then each step's video then audio
+            noise, drawn even where unused, as at the last step). The release drew the initial
+            noise on the CPU and the steps' on the device; `generator` draws both, so a CPU
+            generator seeded as the release's `torch.manual_seed` reproduces a CPU run exactly.
+            None keeps the sampler's own option (default "uniform").
         dtype: the dtype of the sampler's state (fp32; the denoiser may compute in lower precision).
 
     Returns:
@@ -89,22 +98,40 @@ def sample(
     device = torch.device(device) if device is not None else _default_device(denoiser)
     schedule = (schedule or NoiseSchedule.linear()).to(device)
     chosen = make_sampler(sampler, **sampler_options)
+    if timesteps is not None:
+        chosen = dataclasses.replace(chosen, timesteps=timesteps)
+    release = getattr(chosen, "timesteps", "uniform") == "release"
     gen_device = generator.device if generator is not None else device
 
     def randn(*shape: int) -> Tensor:
         return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
 
-    if noise is None:
-        x = randn(layout.batch, sum(layout.sizes))
-    else:
+    def randn_pair(like: Tensor | None = None) -> Tensor:
+        """The release's draw: all of the batch's video noise, then all of its audio noise."""
+        return layout.join(randn(*layout.video_shape), randn(*layout.audio_shape))
+
+    if noise is not None:
         x = layout.join(noise[0].to(device, dtype), noise[1].to(device, dtype))
-    ctx = StepContext(flat_eps_fn(denoiser, layout, integer_time), schedule, layout, generator)
+    elif release:
+        x = randn_pair()
+    else:
+        x = randn(layout.batch, sum(layout.sizes))
+    ctx = StepContext(
+        flat_eps_fn(denoiser, layout, integer_time or release),
+        schedule,
+        layout,
+        generator,
+        noise=randn_pair if release else None,
+        draw_always=release,
+    )
     conditioner = None
     if condition is not None:
         given = layout.part(condition.modality)
-        conditioner = Conditioner(
-            condition, layout, schedule, randn(layout.batch, given.stop - given.start)
+        # The release noises the given modality with its own initial noise throughout.
+        given_noise = (
+            x[:, given].clone() if release else randn(layout.batch, given.stop - given.start)
         )
+        conditioner = Conditioner(condition, layout, schedule, given_noise)
         ctx = conditioner.wrap(ctx)
 
     plan = chosen.plan(schedule, steps)

@@ -13,7 +13,7 @@ from mmfast.diffusion.schedule import NoiseSchedule
 class Spacing(str, Enum):
     """How DPM-Solver spaces its steps between tau = T-1 and tau = 0."""
 
-    LOGSNR = "logsnr"  # uniform in half log-SNR (the release's choice)
+    LOGSNR = "logsnr"  # uniform in half log-SNR (the release's spacing)
     TIME_UNIFORM = "time-uniform"  # uniform in t_continuous = (tau + 1) / T
     TIME_QUADRATIC = "time-quadratic"  # uniform in sqrt(t_continuous)
 
@@ -50,6 +50,18 @@ def discrete_plan(
     """(t, s) pairs of DDPM/DDIM: the respaced timesteps, the last one stepping to clean data (-1)."""
     taus = [float(t) for t in discrete_timesteps(num_timesteps, steps, kind)] + [-1.0]
     return list(zip(taus[:-1], taus[1:]))
+
+
+def check_continuous_timesteps(timesteps: str, spacing: Spacing | str) -> bool:
+    """Whether a DPM-Solver's `timesteps` option asks for the release's grid (which is logSNR
+    spaced); a ValueError for an unknown value or "release" beside another spacing."""
+    if timesteps not in DISCRETE_TIMESTEPS:
+        raise ValueError(f"timesteps must be one of {DISCRETE_TIMESTEPS}, got {timesteps!r}")
+    if timesteps == "release" and Spacing(spacing) is not Spacing.LOGSNR:
+        raise ValueError(
+            f"timesteps='release' is logSNR-spaced; it cannot go with spacing={spacing!r}"
+        )
+    return timesteps == "release"
 
 
 def continuous_timesteps(

@@ -1,5 +1,6 @@
 """An original MM-Diffusion checkpoint at the released size, as a user brings it: converted with
-README's command and sampled from (one step, batch 1), and used directly for audio->video."""
+README's command and sampled from (two steps on the release's time grid, batch 1), and used
+directly for audio->video."""
 
 from __future__ import annotations
 
