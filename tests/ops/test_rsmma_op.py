@@ -164,34 +164,6 @@ def test_rsmma_block_gradients_match_naive():
         assert rel_err(grads["triton"][name], want) < 1e-5, name
 
 
-@needs_cpu
-@pytest.mark.slow
-def test_tiny_unet_compiles_fullgraph_on_cpu(tiny, gather_impl):
-    """torch.compile(fullgraph=True) of the tiny U-Net with its RS-MMA blocks on the custom op
-    (whose CPU implementation is the gather path): no graph break, same outputs. The aot_eager
-    backend runs Dynamo, the ops' fake implementations and AOTAutograd; Inductor's C++ codegen
-    would add minutes on a 2-core CI machine without testing anything of ours."""
-    video, audio, t = _tiny_inputs(1, seed=2)
-    traced = []
-
-    def backend(gm, example_inputs):
-        traced.extend(str(n.target) for n in gm.graph.nodes if n.op == "call_function")
-        return torch._dynamo.lookup_backend("aot_eager")(gm, example_inputs)
-
-    tiny.set_attention_backend("triton")
-    try:
-        with torch.no_grad():
-            want = tiny(video, audio, t, shift=5)
-            torch._dynamo.reset()
-            got = torch.compile(tiny, fullgraph=True, backend=backend)(video, audio, t, shift=5)
-    finally:
-        tiny.set_attention_backend("auto")
-        torch._dynamo.reset()
-    assert sum("mmfast.rsmma_fwd" in x for x in traced) == 2 * len(tiny.cross_blocks)
-    for x, y in zip(got, want):
-        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6)
-
-
 @pytest.mark.parametrize("impl", ["kernel", "gather"])
 def test_rsmma_block_trains_under_compile(request, impl):
     """fullgraph compile of one RS-MMA block, forward and backward (register_autograd under
