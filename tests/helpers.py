@@ -28,3 +28,19 @@ def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
     """||out - ref|| / ||ref|| in float64."""
     out, ref = out.double(), ref.double()
     return ((out - ref).norm() / ref.norm()).item()
+
+
+def extractor_layout(name: str) -> dict:
+    """One entry of data/extractor_layouts.json (e.g. "i3d_pretrained_400"): the state-dict rows
+    {name, shape, dtype} of a standard evaluation weight file, with its notes and contract."""
+    import json
+
+    return json.loads((REFERENCE_DIR / "extractor_layouts.json").read_text())[name]
+
+
+def layout_of(module: torch.nn.Module, prefix: str = "") -> dict[str, tuple[list[int], str]]:
+    """name -> (shape, dtype name) of `module.state_dict()`, keys prefixed with `prefix`."""
+    return {
+        prefix + k: (list(v.shape), str(v.dtype).removeprefix("torch."))
+        for k, v in module.state_dict().items()
+    }
