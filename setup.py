@@ -40,6 +40,7 @@ setup(
             "pytest-xdist>=3",
             "hypothesis>=6",
             "ruff>=0.5",
+            "scipy",  # tests/eval compare the distances with scipy.linalg.sqrtm
             "wheel",  # tests/test_packaging.py builds the wheel without build isolation
         ],
         "peers": ["xformers"],

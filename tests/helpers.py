@@ -44,3 +44,29 @@ def layout_of(module: torch.nn.Module, prefix: str = "") -> dict[str, tuple[list
         prefix + k: (list(v.shape), str(v.dtype).removeprefix("torch."))
         for k, v in module.state_dict().items()
     }
+
+
+def he_init_(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """He-scaled conv and linear weights and BatchNorm statistics near identity, from one seeded
+    generator, so that activations stay O(1) through a deep randomly initialised network and its
+    outputs depend on its input (PyTorch's default init gives a deep net nearly constant
+    outputs). Returns the model in eval mode."""
+    import math
+
+    g = torch.Generator().manual_seed(seed)
+    convs = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear)
+    norms = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, convs):
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * math.sqrt(2 / fan_in))
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            elif isinstance(m, norms):
+                n = m.num_features
+                m.weight.copy_(1 + 0.1 * torch.randn(n, generator=g))
+                m.bias.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
+    return model.eval()

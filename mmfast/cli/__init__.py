@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from mmfast.cli import convert, demo, sample, train
+from mmfast.cli import convert, demo, evaluate, sample, train
 from mmfast.cli.options import Parser, UsageError, print_error
 
-COMMANDS = [train, sample, demo, convert]
+COMMANDS = [train, sample, demo, evaluate, convert]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -102,11 +102,16 @@ def _pick_frames(path, times, plan, span, seek_to) -> list[torch.Tensor] | None:
 
 
 def decode_audio(
-    path: str | Path, start: float, end: float, rate: int, span: StreamSpan
+    path: str | Path,
+    start: float,
+    end: float,
+    rate: int,
+    span: StreamSpan,
+    channel: int | None = None,
 ) -> torch.Tensor:
     """Audio of [start, end) seconds -> [1, round((end - start) * rate)] float32 mono (channels
-    averaged), resampled to `rate`. `span` is the audio stream's span from `probe`; an interval
-    outside it is a MediaError naming both."""
+    averaged, or only `channel`), resampled to `rate`. `span` is the audio stream's span from
+    `probe`; an interval outside it is a MediaError naming both."""
     length = round((end - start) * rate)
     src_rate = round(span.rate)
     if start < span.start - 1 / src_rate or end > span.end + 1 / src_rate:
@@ -119,9 +124,9 @@ def decode_audio(
     hi = math.ceil(min(end + _AUDIO_MARGIN, span.end) * src_rate)
     need_lo, need_hi = math.floor(start * src_rate), math.floor(end * src_rate)
     seek_to = start - _AUDIO_PREROLL if start - span.start >= _SEEK_MIN else None
-    buffer, covered = _gather(path, lo, hi, src_rate, seek_to)
+    buffer, covered = _gather(path, lo, hi, src_rate, seek_to, channel)
     if seek_to is not None and not covered[: need_lo - lo + 1].any():
-        buffer, covered = _gather(path, lo, hi, src_rate, None)
+        buffer, covered = _gather(path, lo, hi, src_rate, None, channel)
     core = covered[need_lo - lo : need_hi - lo]
     if core.size == 0 or not core.all():
         missing = int(core.size - core.sum())
@@ -141,7 +146,9 @@ def decode_audio(
     return clip.clamp(-1.0, 1.0).contiguous()
 
 
-def _gather(path, lo: int, hi: int, src_rate: int, seek_to) -> tuple[np.ndarray, np.ndarray]:
+def _gather(
+    path, lo: int, hi: int, src_rate: int, seek_to, channel: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Source samples [lo, hi) -> (float32 mono samples, bool mask of those decoded)."""
     buffer = np.zeros(hi - lo, dtype=np.float32)
     covered = np.zeros(hi - lo, dtype=bool)
@@ -151,7 +158,7 @@ def _gather(path, lo: int, hi: int, src_rate: int, seek_to) -> tuple[np.ndarray,
             container.seek(math.floor(seek_to / stream.time_base), stream=stream, backward=True)
         tolerance = src_rate * max(2 * float(stream.time_base), 0.002)
         try:
-            for pos, samples in _laid_out(container.decode(stream), tolerance):
+            for pos, samples in _laid_out(container.decode(stream), tolerance, channel):
                 a, b = max(pos, lo), min(pos + len(samples), hi)
                 if a < b:
                     buffer[a - lo : b - lo] = samples[a - pos : b - pos]
@@ -164,12 +171,12 @@ def _gather(path, lo: int, hi: int, src_rate: int, seek_to) -> tuple[np.ndarray,
 
 
 def _laid_out(
-    frames: Iterator[av.AudioFrame], tolerance: float
+    frames: Iterator[av.AudioFrame], tolerance: float, channel: int | None = None
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(first sample index, mono samples) of consecutive frames, laid end to end."""
     pos: int | None = None
     for frame in frames:
-        samples = mono_samples(frame)
+        samples = mono_samples(frame, channel)
         t = frame_time(frame)
         if t is not None:
             at = t * frame.sample_rate
@@ -181,8 +188,9 @@ def _laid_out(
         pos += len(samples)
 
 
-def mono_samples(frame: av.AudioFrame) -> np.ndarray:
-    """A decoded audio frame in any sample format -> [samples] float32 in [-1, 1], channels averaged."""
+def mono_samples(frame: av.AudioFrame, channel: int | None = None) -> np.ndarray:
+    """A decoded audio frame in any sample format -> [samples] float32 in [-1, 1], channels
+    averaged (or only `channel`, the last one when the frame has fewer)."""
     data = frame.to_ndarray()
     channels = frame.layout.nb_channels
     if not frame.format.is_planar:
@@ -193,4 +201,6 @@ def mono_samples(frame: av.AudioFrame) -> np.ndarray:
         data = (data.astype(np.float32) - 128.0) / 128.0
     elif np.issubdtype(kind, np.integer):
         data = data.astype(np.float32) / float(-np.iinfo(kind).min)
+    if channel is not None:
+        return data[min(channel, channels - 1)].astype(np.float32)
     return data.astype(np.float32).mean(axis=0)

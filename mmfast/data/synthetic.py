@@ -250,7 +250,7 @@ def av_sync_scores(
         raise ValueError(f"audio_rate {audio_rate} Hz is too low to carry the {F_LOW:g} Hz tone")
     seen = heights_from_video(videos)
     heard = heights_from_audio(audios[:, 0], videos.shape[1], fps=fps, audio_rate=audio_rate)
-    return _concordance(seen, heard)
+    return concordance(seen, heard)
 
 
 def heights_from_video(videos: torch.Tensor) -> torch.Tensor:
@@ -299,7 +299,7 @@ def heights_from_audio(
     return height_of_pitch(freq).float()
 
 
-def _concordance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def concordance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Row-wise concordance correlation of [B, F] tensors; 0 where a row is (nearly) constant."""
     a, b = a.double(), b.double()
     mean_a, mean_b = a.mean(-1, keepdim=True), b.mean(-1, keepdim=True)

@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import extractor_layout, layout_of
+from helpers import extractor_layout, he_init_, layout_of
 
 from mmfast.eval.i3d import (
     BN_EPS_MMDIFFUSION,
@@ -25,29 +25,9 @@ from mmfast.eval.weights import WeightFileError
 LAYOUT = extractor_layout("i3d_pretrained_400")
 
 
-def _randomize_(model: InceptionI3d, seed: int) -> InceptionI3d:
-    """He-scaled conv weights and BatchNorm statistics near identity, so that activations stay
-    O(1) through all 58 layers and every parameter and buffer changes the logits."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv3d):
-                fan_in = m.weight[0].numel()
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * math.sqrt(2 / fan_in))
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            elif isinstance(m, torch.nn.BatchNorm3d):
-                n = m.num_features
-                m.weight.copy_(1 + 0.1 * torch.randn(n, generator=g))
-                m.bias.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(n, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(n, generator=g))
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def source() -> InceptionI3d:
-    return _randomize_(InceptionI3d(), seed=0)
+    return he_init_(InceptionI3d(), seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -60,6 +60,10 @@ def _cases(f: dict[str, Path], out: Path) -> list[tuple[list[str], str]]:
     cond = [*sample, "--num", "1", "--steps", "1"]
     demo = ["demo", "--out", o]
     convert = ["convert-official"]
+    media_dir = str(f["mp4"].parent)
+    ev = ["eval", "--generated", media_dir, "--reference", str(f["no_videos"]), "--out", f"{o}/r.json"]
+    notes = str(f["notes"])  # exists; only read once the clips are known
+    ev_weights = [*ev, "--i3d", notes, "--vggish", notes]
     under_file = str(f["a_file"] / "x")
     cases = [
         ([*train, "--steps", "0"], "--steps: expected a positive integer, got '0'"),
@@ -178,6 +182,18 @@ def _cases(f: dict[str, Path], out: Path) -> list[tuple[list[str], str]]:
         (["train-sr", "--out", o, "--steps", "0"], "--steps: expected a positive integer"),
         ([*convert, "--sr", str(f["tiny_official"]), f"{o}/x.safetensors"], "does not match the model"),
         ([*convert, "--sr", str(f["tiny_official"]), f"{o}/x.safetensors", "--preset", "tiny"], "--preset tiny: expected one of sr-256, tiny-sr"),
+        # eval: folders, counts, weight files and protocol options, all before any work.
+        ([*ev, "--generated", str(f["a_file"] / "nope")], "--generated"),
+        ([*ev, "--generated", str(f["no_videos"]), "--reference", str(f["no_videos"])], "--generated and --reference are the same folder"),
+        ([*ev, "--num", "1"], "--num 1: a covariance needs at least 2 clips per side"),
+        ([*ev, "--num", "0"], "--num: expected a positive integer"),
+        ([*ev, "--protocol", "fvd"], "--protocol: invalid choice: 'fvd'"),
+        ([*ev, "--protocol", "mmdiffusion", "--vggish", "v.pt"], "--vggish: --protocol mmdiffusion measures FAD with --audioclip"),
+        ([*ev, "--audioclip", "a.pt"], "--audioclip: the default protocol measures FAD with --vggish"),
+        (ev_weights[:-4], "I3D (i3d_pretrained_400.pt) is needed: pass it with --i3d"),
+        ([*ev_weights[:-2], "--vggish", str(f["a_file"] / "v.pt")], "no such file; expected VGGish"),
+        ([*ev_weights, "--out", str(f["a_file"].parent)], "is a folder, expected a file name"),
+        ([*ev_weights, "--generated", str(f["no_videos"]), "--reference", media_dir], "no video files under"),
     ]  # fmt: skip
     if not CUDA:
         cases += [

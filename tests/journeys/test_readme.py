@@ -27,6 +27,8 @@ JOURNEYS = [
     (("train-sr",), None),  # test_super_resolution.py
     (("sample", "--sr"), None),
     (("convert-official", "--sr"), None),
+    (("eval", "--vggish"), None),  # test_eval.py
+    (("eval", "--protocol", "mmdiffusion"), None),
 ]
 
 
