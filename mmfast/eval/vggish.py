@@ -55,7 +55,7 @@ def mel_matrix() -> Tensor:
 
     Each band is a triangle over 3 consecutive of 66 edges evenly spaced in mel, evaluated at the
     bins' centre frequencies in mel: linear in mel, where torchaudio's `melscale_fbanks` (same
-    edges) is linear in Hz, which moves the weights by up to 4e-3. The DC bin weighs nothing."""
+    edges) is linear in Hz, which moves the weights by up to 4.4e-3. The DC bin weighs nothing."""
     bins = _hz_to_mel(torch.linspace(0.0, SAMPLE_RATE / 2, FFT // 2 + 1, dtype=torch.float64))
     low, high = _hz_to_mel(torch.tensor([MEL_LOW_HZ, MEL_HIGH_HZ], dtype=torch.float64))
     edges = torch.linspace(low, high, MEL_BANDS + 2, dtype=torch.float64)
@@ -83,9 +83,9 @@ def log_mel(wave: Tensor) -> Tensor:
     dtype = torch.float64 if wave.dtype == torch.float64 else torch.float32
     wave = wave.to(dtype)
     window = torch.hann_window(WINDOW, periodic=True, dtype=dtype, device=wave.device)
-    # torch.stft centres the 400-sample window in each 512-sample frame; padding the wave by the
-    # 56 samples in front of it starts frame t at sample 160 t, and the zeros behind it are what
-    # AudioSet's rfft(frame, 512) pads with, up to a circular shift that leaves |FFT| unchanged.
+    # torch.stft centres the 400-sample window in each 512-point frame, at offset 56; padding
+    # the wave by 56 puts samples [160 t, 160 t + 400) under it and yields 1 + (L - 400) // 160
+    # frames. AudioSet's rfft(frame, 512) has them at offset 0: a circular shift, same |FFT|.
     spec = AF.spectrogram(
         wave,
         pad=(FFT - WINDOW) // 2,
@@ -192,6 +192,7 @@ def load_vggish(path: str | Path | None, pca_path: str | Path | None = None) -> 
         k.startswith(tuple(TORCHVGGISH_PREFIXES.values())) for k in state
     ):
         state = {_torchaudio_key(k): v for k, v in state.items()}
+        what += ", torchvggish's keys renamed to torchaudio's"
     model = VGGish()
     load_strict(model, state, path=path, what=what)
     if pca_path is not None:
