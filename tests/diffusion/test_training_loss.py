@@ -46,9 +46,9 @@ def test_one_timestep_per_sample_and_independent_noise():
     assert abs(float(torch.corrcoef(torch.stack([nv, na]))[0, 1])) < 0.5
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_tiny_unet_overfits_a_fixed_batch(dtype):
-    """Same batch, timesteps and noise every step: AdamW must drive the loss well down."""
+def test_tiny_unet_overfits_a_fixed_batch(dtype=torch.float32):
+    """Same batch, timesteps and noise every step: AdamW must drive the loss well down. (bf16
+    autocast training is tests/train/test_trainer.py::test_mixed_precision_steps.)"""
     torch.manual_seed(0)
     model = CoupledUNet("tiny").train()
     g = torch.Generator().manual_seed(0)
