@@ -61,7 +61,15 @@ def _cases(f: dict[str, Path], out: Path) -> list[tuple[list[str], str]]:
     demo = ["demo", "--out", o]
     convert = ["convert-official"]
     media_dir = str(f["mp4"].parent)
-    ev = ["eval", "--generated", media_dir, "--reference", str(f["no_videos"]), "--out", f"{o}/r.json"]
+    ev = [
+        "eval",
+        "--generated",
+        media_dir,
+        "--reference",
+        str(f["no_videos"]),
+        "--out",
+        f"{o}/r.json",
+    ]
     notes = str(f["notes"])  # exists; only read once the clips are known
     ev_weights = [*ev, "--i3d", notes, "--vggish", notes]
     under_file = str(f["a_file"] / "x")
