@@ -23,6 +23,11 @@ def gauss() -> JointGaussian:
     return JointGaussian.make(seed=3)
 
 
+def sample_pair(denoiser, n: int, **options):
+    """`sample` of n (video, audio) pairs of the analytic Gaussian's shapes."""
+    return sample(denoiser, (n, *VIDEO), (n, *AUDIO), **options)
+
+
 class Spy:
     """A denoiser that records every model time and the first call's inputs."""
 
@@ -101,10 +106,9 @@ def test_dpm_solver_pp_release_is_its_logsnr_grid(gauss):
         runs.append(spy.times)
     assert runs[1] == [float(int(t)) for t in runs[0]]  # the same grid, integer model times
     with pytest.raises(ValueError, match="logSNR"):
-        sample(
+        sample_pair(
             gauss.denoiser,
-            (1, *VIDEO),
-            (1, *AUDIO),
+            1,
             sampler="dpm-solver",
             spacing="time-uniform",
             timesteps="release",
@@ -169,10 +173,9 @@ def test_discrete_release_run_is_reproduced(gauss, sampler, options):
     n, steps, seed = 3, 25, 11
     expected, g_release = release_run(gauss, sampler, n, steps, seed, **options)
     g = torch.Generator().manual_seed(seed)
-    v, a = sample(
+    v, a = sample_pair(
         gauss.denoiser,
-        (n, *VIDEO),
-        (n, *AUDIO),
+        n,
         sampler=sampler,
         steps=steps,
         generator=g,
@@ -184,10 +187,9 @@ def test_discrete_release_run_is_reproduced(gauss, sampler, options):
     # The same number of draws (the last step's included): the next draw is the same.
     assert torch.equal(torch.randn(4, generator=g), torch.randn(4, generator=g_release))
     # mmfast's own order draws differently.
-    v2, a2 = sample(
+    v2, a2 = sample_pair(
         gauss.denoiser,
-        (n, *VIDEO),
-        (n, *AUDIO),
+        n,
         sampler=sampler,
         steps=steps,
         generator=torch.Generator().manual_seed(seed),
@@ -205,10 +207,9 @@ def test_initial_noise_is_video_then_audio(gauss, sampler):
         torch.randn((n, *AUDIO), generator=g),
     )
     spy = Spy(gauss.denoiser)
-    sample(
+    sample_pair(
         spy,
-        (n, *VIDEO),
-        (n, *AUDIO),
+        n,
         sampler=sampler,
         steps=6,
         generator=torch.Generator().manual_seed(seed),
@@ -228,10 +229,9 @@ def test_release_conditioning_noises_the_given_modality_with_its_initial_noise(g
     audio_noise = torch.randn((n, *AUDIO), generator=g)
     given = torch.linspace(-0.5, 0.5, n * math.prod(AUDIO)).reshape(n, *AUDIO)
     spy = Spy(gauss.denoiser)
-    sample(
+    sample_pair(
         spy,
-        (n, *VIDEO),
-        (n, *AUDIO),
+        n,
         sampler="ddpm",
         steps=25,
         generator=torch.Generator().manual_seed(seed),
@@ -247,10 +247,9 @@ def test_release_grids_sample_the_data_distribution(gauss):
     """The release's grids still solve the ODE: the statistics bounds of the sampler tests."""
     from test_samplers_gaussian import COV_BOUND, MEAN_BOUND, N_STATS
 
-    v, a = sample(
+    v, a = sample_pair(
         gauss.denoiser,
-        (N_STATS, *VIDEO),
-        (N_STATS, *AUDIO),
+        N_STATS,
         sampler="dpm-solver",
         steps=20,
         generator=torch.Generator().manual_seed(2),
