@@ -124,6 +124,7 @@ def generate(
             generator=gen,
             condition=condition,
             timesteps=timesteps,
+            prediction=cfg.prediction,
             device=param.device,
             progress=progress,
             **sampler_options,

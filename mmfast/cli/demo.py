@@ -1,6 +1,7 @@
-"""`mmfast demo`: the whole pipeline on a laptop with no data and no GPU. Trains the tiny model on
-the built-in synthetic audio-visual data for a bounded time, samples a few clips, writes them as
-mp4 + PNG, and scores their audio-visual sync beside real and mismatched synthetic pairs."""
+"""`mmfast demo`: the whole pipeline on a laptop with no data and no GPU. Trains the demo model on
+the built-in synthetic audio-visual data for a bounded time (or continues from a given
+checkpoint), samples a few clips, writes them as mp4 + PNG, and scores them: the A/V-sync score
+beside real, mismatched and noise pairs, and the frame scores (background colour, one ball)."""
 
 from __future__ import annotations
 
@@ -11,48 +12,64 @@ from mmfast.cli.options import nonnegative_int, positive_float, positive_int, wr
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "demo", help="train the tiny model on synthetic data for a few minutes, sample and score"
+        "demo", help="train the demo model on synthetic data for a few minutes, sample and score"
     )
     p.add_argument(
         "--minutes",
         type=positive_float,
-        default=3.0,
+        default=6.0,
         help="training wall time (a rerun continues the run)",
     )
+    p.add_argument(
+        "--start-from",
+        default=None,
+        help="a training checkpoint of the demo preset to continue from (e.g. the committed one)",
+    )
     p.add_argument("--out", default="mmfast-demo", help="output folder")
-    p.add_argument("--num", type=positive_int, default=4, help="clips to sample")
+    p.add_argument("--num", type=positive_int, default=8, help="clips to sample")
     p.add_argument("--steps", type=positive_int, default=20, help="DPM-Solver++ steps")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
 
-def sync_scores(videos, audios, fps: float, rate: float) -> list[float]:
-    from mmfast.data.synthetic import av_sync_score
-
-    return [av_sync_score(v, a, fps=fps, audio_rate=rate) for v, a in zip(videos, audios)]
-
-
 def run(args: argparse.Namespace) -> int:
-    import statistics
+    import shutil
+    import time
 
+    import torch
+
+    from mmfast.cli.options import UsageError, option
     from mmfast.data import write_clip, write_preview
-    from mmfast.data.synthetic import SyntheticAVDataset
+    from mmfast.data.synthetic import SyntheticAVDataset, av_sync_scores, frame_scores
     from mmfast.generate import audio_rate, generate, load_model
     from mmfast.train import get_train_config, train
+    from mmfast.train.checkpoint import check_resumable
+    from mmfast.train.trainer import CHECKPOINT
 
+    started = time.monotonic()
     out = writable_folder("--out", args.out)
-    # The tiny preset's EMA is warmed up: a few hundred CPU steps are too few for a fixed rate.
-    config = get_train_config(
-        "tiny", max_minutes=args.minutes, seed=args.seed, log_every=5, checkpoint_every=100
-    )
-    result = train(config, out / "run", progress=not args.no_progress)
+    config = get_train_config("demo", max_minutes=args.minutes, seed=args.seed)
+    run_dir = out / "run"
+    if args.start_from is not None:
+        with option("--start-from", args.start_from):
+            start = load_start(args.start_from, CHECKPOINT)
+            check_resumable(start, config)
+        if (run_dir / CHECKPOINT).exists():
+            raise UsageError(
+                f"--start-from: {run_dir} already holds a run; a rerun continues it without "
+                "--start-from, or give another --out"
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(start, run_dir / CHECKPOINT)
+    result = train(config, run_dir, progress=not args.no_progress)
     model = load_model(result.checkpoint, "ema")
     cfg, fps = model.config, config.fps
     rate = audio_rate(model, fps)
     videos, audios = generate(
         model,
         args.num,
+        batch_size=args.num,
         sampler="dpm-solver++",
         steps=args.steps,
         seed=args.seed,
@@ -62,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         write_clip(out / f"sample_{i:02d}.mp4", videos[i], audios[i], fps=fps, audio_rate=rate)
         write_preview(out / f"sample_{i:02d}.png", videos[i], audios[i], audio_rate=rate)
 
-    # Real clips the run never drew (another seed), and the same clips with their sounds rotated.
+    # Real clips the run never drew (another seed), the same clips with their sounds rotated,
+    # and uniform noise.
     real = SyntheticAVDataset(
         16,
         frames=cfg.video_frames,
@@ -71,17 +89,41 @@ def run(args: argparse.Namespace) -> int:
         fps=fps,
         seed=args.seed + 1,
     )
-    real_v, real_a = zip(*(real[i] for i in range(len(real))))
-    shuffled_a = real_a[1:] + real_a[:1]
+    real_v, real_a = (torch.stack(x) for x in zip(*(real[i] for i in range(len(real)))))
+    g = torch.Generator().manual_seed(args.seed)
+    noise_v = torch.rand(real_v.shape, generator=g) * 2 - 1
+    noise_a = torch.rand(real_a.shape, generator=g) * 2 - 1
     rows = [
-        ("generated", sync_scores(videos, audios, fps, rate)),
-        ("real", sync_scores(real_v, real_a, fps, rate)),
-        ("shuffled", sync_scores(real_v, shuffled_a, fps, rate)),
+        ("generated", videos, audios),
+        ("real", real_v, real_a),
+        ("shuffled", real_v, real_a.roll(1, 0)),
+        ("noise", noise_v, noise_a),
     ]
     print(f"\ntrained {result.step} steps; {args.num} clips in {out} (sample_NN.mp4 + .png)")
-    print("A/V-sync score (1 = sound follows picture, 0 = unrelated):")
-    for name, scores in rows:
-        spread = statistics.pstdev(scores) if len(scores) > 1 else 0.0
-        print(f"  {name:<10} {statistics.fmean(scores):+.3f} +- {spread:.3f}  (n={len(scores)})")
-    print(f"outputs: {out} (the clips), {out / 'run'} (the training run; a rerun continues it)")
+    print(
+        "A/V-sync score (1 = sound follows picture, 0 = unrelated); frames: distance of the median"
+        " colour from the background (0 = right), share of frames with one ball (1 = right):"
+    )
+    for name, v, a in rows:
+        sync = av_sync_scores(v, a, fps=fps, audio_rate=rate)
+        frames = frame_scores(v)
+        print(
+            f"  {name:<10} sync {sync.mean():+.3f} +- {sync.std(correction=0):.3f}  "
+            f"background {frames.background_error.mean():.3f}  one ball "
+            f"{frames.ball_frames.mean():.2f}  (n={len(sync)})"
+        )
+    print(f"outputs: {out} (the clips), {run_dir} (the training run; a rerun continues it)")
+    print(f"demo took {(time.monotonic() - started) / 60:.1f} min")
     return 0
+
+
+def load_start(path: str, checkpoint_name: str):
+    """A training checkpoint file, or a run folder holding one."""
+    from pathlib import Path
+
+    start = Path(path)
+    if start.is_dir():
+        start = start / checkpoint_name
+    if not start.is_file():
+        raise FileNotFoundError(f"no training checkpoint at {start}")
+    return start

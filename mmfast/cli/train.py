@@ -23,7 +23,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train the coupled U-Net on a folder of videos with sound (default: synthetic data)",
     )
-    _add_options(base, "tiny", "tiny or mmdiffusion-64 (the release's recipe)")
+    _add_options(base, "tiny", "demo, tiny or mmdiffusion-64 (the release's recipe)")
+    base.add_argument(
+        "--prediction",
+        choices=["eps", "v", "x0"],
+        help="what the model predicts: eps (the release; its checkpoints need it), v or x0",
+    )
+    base.add_argument(
+        "--loss-weighting",
+        choices=["uniform", "min-snr"],
+        dest="loss_weighting",
+        help="timestep weights: uniform (the release) or min(SNR, gamma) (Hang et al. 2023)",
+    )
+    base.add_argument(
+        "--min-snr-gamma", type=positive_float, dest="min_snr_gamma", help="gamma of min-snr"
+    )
     sr = sub.add_parser(
         "train-sr",
         help="train the 64->256 super-resolution U-Net on the frames of a video folder",
@@ -44,6 +58,12 @@ def _add_options(p: argparse.ArgumentParser, preset: str, presets: str) -> None:
     p.add_argument("--steps", type=positive_int, help="total steps of the run")
     p.add_argument("--batch-size", type=positive_int, help="clips per process and step")
     p.add_argument("--lr", type=positive_float, help="AdamW learning rate")
+    p.add_argument(
+        "--warmup-steps",
+        type=nonnegative_int,
+        dest="warmup_steps",
+        help="linear learning-rate warmup over this many steps",
+    )
     p.add_argument(
         "--ema",
         type=ema_rate,
@@ -113,6 +133,10 @@ FIELDS = (
     "log_every",
     "max_minutes",
     "num_workers",
+    "warmup_steps",
+    "prediction",
+    "loss_weighting",
+    "min_snr_gamma",
 )
 
 
@@ -134,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
     if args.data is not None and not Path(args.data).is_dir():
         raise UsageError(f"--data {args.data}: no such folder")
     device = parse_device(args.device)
-    overrides = {k: getattr(args, k) for k in FIELDS if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k, None) for k in FIELDS}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
     if overrides.get("grad_clip") == 0:
         overrides["grad_clip"] = None
     config = get_train_config(args.preset, **overrides)

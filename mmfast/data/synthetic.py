@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import NamedTuple
 
 import torch
 
@@ -309,3 +310,44 @@ def concordance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ok = (var_a > 1e-8) & (var_b > 1e-8)
     r = 2 * cov / (var_a + var_b + (mean_a - mean_b).square()[..., 0]).clamp_min(1e-300)
     return torch.where(ok, r, torch.zeros_like(r)).float()
+
+
+class FrameScores(NamedTuple):
+    """Per clip [B]: how far each frame's median colour is from the scene's background (the mean
+    over frames of the L2 distance, in [-1, 1] units; 0 for real clips), and the fraction of
+    frames showing exactly one ball: one 8-connected blob of ball-coloured pixels (closer to BALL
+    than to BACKGROUND) whose area is within a factor 3 of the ball's."""
+
+    background_error: torch.Tensor
+    ball_frames: torch.Tensor
+
+
+def frame_scores(videos: torch.Tensor) -> FrameScores:
+    """`FrameScores` of videos [B, F, 3, H, W] in [-1, 1] (real clips: 0 and 1)."""
+    if videos.ndim != 5 or videos.shape[2] != 3:
+        raise ValueError(f"videos must be [B, F, 3, H, W], got {tuple(videos.shape)}")
+    b, f, _, h, w = videos.shape
+    x = videos.detach().float().cpu().reshape(b * f, 3, h, w)
+    bg = torch.tensor(BACKGROUND).view(1, 3, 1, 1)
+    ball = torch.tensor(BALL).view(1, 3, 1, 1)
+    median = x.flatten(2).median(dim=-1).values  # [B*F, 3]
+    background_error = (median - bg.view(1, 3)).norm(dim=-1).view(b, f).mean(1)
+    mask = (x - ball).norm(dim=1) < (x - bg).norm(dim=1)  # [B*F, H, W]
+    area = mask.flatten(1).sum(1).float()
+    expected = math.pi * (RADIUS * h) ** 2
+    one_ball = (blob_count(mask) == 1) & (area >= expected / 3) & (area <= 3 * expected)
+    return FrameScores(background_error, one_ball.view(b, f).float().mean(1))
+
+
+def blob_count(mask: torch.Tensor) -> torch.Tensor:
+    """Number of 8-connected components of each boolean image [N, H, W] -> [N]."""
+    n, h, w = mask.shape
+    ids = torch.arange(1, h * w + 1, dtype=torch.float32).view(1, 1, h, w).expand(n, 1, h, w)
+    inside = mask[:, None].float()
+    labels = ids * inside
+    while True:  # every pixel takes its neighbourhood's largest label, within the mask
+        grown = torch.nn.functional.max_pool2d(labels, 3, stride=1, padding=1) * inside
+        if torch.equal(grown, labels):
+            break
+        labels = grown
+    return torch.tensor([int(torch.unique(row[row > 0]).numel()) for row in labels.flatten(1)])

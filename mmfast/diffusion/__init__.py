@@ -8,7 +8,8 @@ from mmfast.diffusion.ddpm import DDPM, Variance
 from mmfast.diffusion.dpm_solver import DPMSolver
 from mmfast.diffusion.dpm_solver_pp import DPMSolverPP
 from mmfast.diffusion.learned_variance import HybridLoss, hybrid_loss
-from mmfast.diffusion.loss import DiffusionLoss, diffusion_loss
+from mmfast.diffusion.loss import WEIGHTINGS, DiffusionLoss, Weighting, diffusion_loss
+from mmfast.diffusion.prediction import PREDICTIONS, Prediction
 from mmfast.diffusion.sample import SAMPLERS, make_sampler, sample
 from mmfast.diffusion.schedule import NoiseSchedule
 from mmfast.diffusion.spacing import Spacing
@@ -17,6 +18,8 @@ from mmfast.diffusion.super_resolution import super_resolve
 __all__ = [
     "DDIM",
     "DDPM",
+    "PREDICTIONS",
+    "WEIGHTINGS",
     "RELEASE_FP16_SCALE",
     "SAMPLERS",
     "Condition",
@@ -27,8 +30,10 @@ __all__ = [
     "GuidanceWeight",
     "Method",
     "NoiseSchedule",
+    "Prediction",
     "Spacing",
     "Variance",
+    "Weighting",
     "diffusion_loss",
     "hybrid_loss",
     "make_sampler",

@@ -10,7 +10,11 @@ from math import prod
 import torch
 from torch import Tensor
 
-# denoiser(video_t, audio_t, t) -> (eps_video, eps_audio); t: float [B] on the 0..T-1 scale.
+from mmfast.diffusion.prediction import Prediction, check_prediction, eps_from_prediction
+from mmfast.diffusion.schedule import NoiseSchedule
+
+# denoiser(video_t, audio_t, t) -> (eps_video, eps_audio) (or the v / x0 predictions of a model
+# trained for them); t: float [B] on the 0..T-1 scale.
 Denoiser = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 MODALITIES = ("video", "audio")
 
@@ -50,12 +54,21 @@ class PairLayout:
 
 
 def flat_eps_fn(
-    denoiser: Denoiser, layout: PairLayout, integer_time: bool = False
+    denoiser: Denoiser,
+    layout: PairLayout,
+    integer_time: bool = False,
+    prediction: str = "eps",
+    schedule: NoiseSchedule | None = None,
 ) -> Callable[[Tensor, float], Tensor]:
     """eps(x, tau) on the flat state, in x's dtype. tau: a float time for the whole batch.
 
     integer_time truncates tau toward zero before the call, as the release's DPM-Solver did.
+    prediction: what the denoiser returns; "v" and "x0" are converted to eps at the state's own
+    time tau with `schedule`'s (alpha, sigma).
     """
+    kind = check_prediction(prediction)
+    if kind is not Prediction.EPS and schedule is None:
+        raise ValueError(f"converting a {prediction!r} prediction to eps needs the schedule")
 
     def eps(x: Tensor, tau: float) -> Tensor:
         t = torch.full((layout.batch,), float(tau), device=x.device, dtype=torch.float32)
@@ -68,6 +81,10 @@ def flat_eps_fn(
                 f"the denoiser returned shapes {tuple(eps_v.shape)}, {tuple(eps_a.shape)}; expected "
                 f"{tuple(video.shape)}, {tuple(audio.shape)}"
             )
-        return layout.join(eps_v.to(x.dtype), eps_a.to(x.dtype))
+        out = layout.join(eps_v.to(x.dtype), eps_a.to(x.dtype))
+        if kind is Prediction.EPS:
+            return out
+        alpha, sigma = (float(s) for s in schedule.alpha_sigma(tau))
+        return eps_from_prediction(kind, out, x, alpha, sigma)
 
     return eps

@@ -60,6 +60,7 @@ def sample(
     noise: tuple[Tensor, Tensor] | None = None,
     integer_time: bool = False,
     timesteps: str | None = None,
+    prediction: str = "eps",
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
     progress: bool = False,
@@ -69,7 +70,7 @@ def sample(
 
     Args:
         denoiser: `denoiser(video_t, audio_t, t) -> (eps_video, eps_audio)`, t a float tensor [B]
-            on the 0..T-1 scale (a CoupledUNet, or any function).
+            on the 0..T-1 scale (a CoupledUNet, or any function); or its v / x0 predictions.
         video_shape, audio_shape: batch-first shapes, e.g. (B, 16, 3, 64, 64) and (B, 1, 25600).
         sampler: "ddpm", "ddim", "dpm-solver" (the release's: order 3, single-step), "dpm-solver++"
             (2M, data prediction), or a sampler object; `sampler_options` go to its constructor
@@ -89,6 +90,8 @@ def sample(
             noise on the CPU and the steps' on the device; `generator` draws both, so a CPU
             generator seeded as the release's `torch.manual_seed` reproduces a CPU run exactly.
             None keeps the sampler's own option (default "uniform").
+        prediction: what the denoiser returns, "eps" (the release), "v" or "x0" (a model's
+            `config.prediction`); every sampler and the conditioning use the eps it implies.
         dtype: the dtype of the sampler's state (fp32; the denoiser may compute in lower precision).
 
     Returns:
@@ -117,7 +120,7 @@ def sample(
     else:
         x = randn(layout.batch, sum(layout.sizes))
     ctx = StepContext(
-        flat_eps_fn(denoiser, layout, integer_time or release),
+        flat_eps_fn(denoiser, layout, integer_time or release, prediction, schedule),
         schedule,
         layout,
         generator,

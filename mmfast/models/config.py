@@ -38,8 +38,12 @@ class CoupledUNetConfig:
     dropout: float = 0.0
     attention_backend: str = "auto"
     use_checkpoint: bool = False
+    # What the outputs mean, for the samplers: "eps" (the release, and its checkpoints), "v", "x0".
+    prediction: str = "eps"
 
     def __post_init__(self) -> None:
+        if self.prediction not in ("eps", "v", "x0"):
+            raise ValueError(f"prediction must be 'eps', 'v' or 'x0', got {self.prediction!r}")
         if len(self.cross_attention_resolutions) != len(self.cross_attention_windows):
             raise ValueError(
                 "cross_attention_resolutions and cross_attention_windows must have one entry each, "
@@ -91,6 +95,21 @@ PRESETS: dict[str, CoupledUNetConfig] = {
         video_size=32,
         audio_length=4096,
         model_channels=16,
+        cross_head_channels=16,
+        norm_groups=8,
+    ),
+    # Sized for a CPU demo (see benchmarks/results/learning-curves): 8 frames of 16x16 video and
+    # 0.8 s of 2560 Hz audio, three levels, one ResBlock each, self-attention only at the lowest.
+    "demo": CoupledUNetConfig(
+        video_frames=8,
+        video_size=16,
+        audio_length=2048,
+        model_channels=16,
+        channel_mult=(1, 2, 2),
+        num_res_blocks=1,
+        cross_attention_resolutions=(2, 4),
+        cross_attention_windows=(1, 4),
+        video_attention_resolutions=(4,),
         cross_head_channels=16,
         norm_groups=8,
     ),

@@ -83,7 +83,8 @@ class CoupledUNet(nn.Module):
             all frames); an int fixes R for every block; a LongTensor [B] gives each sample its R;
             a sequence gives each stage its own (int or LongTensor [B]), as `draw_shifts` returns.
         generator: a CPU torch.Generator for the shift draws.
-    Returns the epsilon predictions (video [B, F, C, H, W], audio [B, Ca, L]).
+    Returns the predictions of `config.prediction` (eps for the release): video [B, F, C, H, W],
+    audio [B, Ca, L].
 
     Sizes other than the config's work when H and W are divisible by 2**(levels-1), L by
     4**(levels-1), and L/4**n by F at every level n that has RS-MMA.

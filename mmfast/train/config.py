@@ -6,6 +6,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+from mmfast.diffusion import PREDICTIONS, WEIGHTINGS
 from mmfast.models.config import CoupledUNetConfig, get_config
 from mmfast.models.sr_config import SR_PRESETS, SuperResConfig, get_sr_config
 
@@ -40,6 +41,12 @@ class TrainConfig:
     compile: bool = False
     activation_checkpointing: bool = False
     loss_weights: tuple[float, float] = (1.0, 1.0)
+    # What the model learns to predict (eps: the release, needed by its checkpoints; v; x0) and
+    # how timesteps are weighted (uniform: the release; min-snr: min(SNR, gamma), Hang et al.).
+    prediction: str = "eps"
+    loss_weighting: str = "uniform"
+    min_snr_gamma: float = 5.0
+    warmup_steps: int = 0  # linear learning-rate warmup from lr / warmup_steps
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 1000
@@ -58,6 +65,23 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.resize not in ("letterbox", "center-crop"):
             raise ValueError(f"resize must be 'letterbox' or 'center-crop', got {self.resize!r}")
+        if "prediction" in dict(self.model_overrides):
+            raise ValueError("set the prediction target with `prediction`, not a model override")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
+        if self.loss_weighting not in WEIGHTINGS:
+            raise ValueError(
+                f"loss_weighting must be one of {WEIGHTINGS}, got {self.loss_weighting!r}"
+            )
+        if self.min_snr_gamma <= 0:
+            raise ValueError(f"min_snr_gamma must be positive, got {self.min_snr_gamma}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.stage == "sr" and (self.prediction, self.loss_weighting) != ("eps", "uniform"):
+            raise ValueError(
+                "the SR stage trains the release's learned-variance eps model with the hybrid "
+                "loss: prediction must be 'eps' and loss_weighting 'uniform'"
+            )
 
     @property
     def stage(self) -> str:
@@ -68,7 +92,13 @@ class TrainConfig:
         overrides = dict(self.model_overrides)
         if self.stage == "sr":
             return get_sr_config(self.model, **overrides)
-        return get_config(self.model, **overrides)
+        return get_config(self.model, **{"prediction": self.prediction, **overrides})
+
+    def learning_rate(self, step: int) -> float:
+        """The rate of step `step` (0-based): linear warmup over `warmup_steps`, then `lr`."""
+        if self.warmup_steps and step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        return self.lr
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
@@ -92,6 +122,20 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     # The tiny model for CPUs: a higher learning rate and a warmed-up EMA suit short runs.
     "tiny": TrainConfig(
         model="tiny", steps=20_000, lr=5e-4, ema_rate=0.999, ema_warmup=True, checkpoint_every=200
+    ),
+    # The demo model on a CPU: the options that learned fastest in the measured learning curves.
+    "demo": TrainConfig(
+        model="demo",
+        steps=1_000_000,
+        batch_size=8,
+        lr=1e-3,
+        warmup_steps=100,
+        ema_rate=0.995,
+        ema_warmup=True,
+        prediction="v",
+        loss_weighting="min-snr",
+        log_every=10,
+        checkpoint_every=500,
     ),
     # The release's SR recipe: lr 1e-4, EMA 0.9999, no flip, uniform timesteps; it ran fp16 at a
     # global batch of 48 (8 processes x 6).

@@ -73,12 +73,15 @@ def _synthetic(config: TrainConfig, frames: int, size: int, audio_length: int):
 
 
 class CoupledTask:
-    """The coupled U-Net: epsilon loss on both modalities, a fresh RS-MMA window shift per stage."""
+    """The coupled U-Net: the diffusion loss of the model's prediction target on both modalities,
+    a fresh RS-MMA window shift per stage."""
 
     name = "base"
 
-    def __init__(self, weights: tuple[float, float] = (1.0, 1.0)):
-        self.weights = weights  # of the video and audio MSE
+    def __init__(self, config: TrainConfig):
+        self.weights = config.loss_weights  # of the video and audio MSE
+        self.weighting = config.loss_weighting
+        self.gamma = config.min_snr_gamma
 
     def build_model(self, config: TrainConfig) -> CoupledUNet:
         return CoupledUNet(
@@ -113,6 +116,9 @@ class CoupledTask:
             schedule,
             generator=at.generator("diffusion", at.device),
             weights=self.weights,
+            prediction=model.config.prediction,
+            weighting=self.weighting,
+            min_snr_gamma=self.gamma,
         )
         return out.loss, {"video": out.video, "audio": out.audio}
 
@@ -157,4 +163,4 @@ class SuperResTask:
 
 def task_for(config: TrainConfig) -> TrainTask:
     """The task of a training config (by its model preset)."""
-    return SuperResTask() if config.stage == "sr" else CoupledTask(config.loss_weights)
+    return SuperResTask() if config.stage == "sr" else CoupledTask(config)

@@ -154,6 +154,8 @@ def _train(
             loss, stats = task.loss(forward, model, batch, schedule, at)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        for group in optimizer.param_groups:  # a function of the step: resumes exactly
+            group["lr"] = config.learning_rate(step)
         if config.grad_clip is not None:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -48,6 +48,20 @@ class JointGaussian:
         eps = eps.to(video.dtype)
         return eps[:, :NV].reshape(video.shape), eps[:, NV:].reshape(audio.shape)
 
+    def target_denoiser(self, prediction: str):
+        """The exact predictor of `prediction` ("eps", "v" or "x0"), from the exact eps."""
+
+        def denoiser(video: Tensor, audio: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+            ev, ea = self.denoiser(video, audio, t)
+            alpha, sigma = (float(s) for s in self.schedule.alpha_sigma(t[0].to(torch.float64)))
+            outs = []
+            for x, eps in ((video, ev), (audio, ea)):
+                x0 = (x - sigma * eps) / alpha
+                outs.append({"eps": eps, "x0": x0, "v": alpha * eps - sigma * x0}[prediction])
+            return outs[0], outs[1]
+
+        return denoiser
+
     def whitened_errors(self, x: Tensor) -> tuple[float, float]:
         """For samples x [n, D]: (||z||^2 with z = sqrt(n) L^-1 (mean - mu), ~ chi2_D for exact
         samples; ||L^-1 C L^-T - I||_F with C the sample covariance, ~ sqrt(D (D+1) / n))."""

@@ -165,6 +165,7 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path):
     assert read_metadata(tmp_path / "run" / "checkpoint.safetensors")["world_size"] == "2"
 
 
+@pytest.mark.ci_env("gpu-image")  # the compile path of the oldest torch; test_compile_auto: both
 def test_compiled_training_steps(tmp_path, monkeypatch):
     """--compile: per-stage shifts go in as tensors, so one graph serves every draw. (aot_eager:
     Dynamo and AOTAutograd without Inductor's C++ build, which would take minutes here.)"""
@@ -179,3 +180,56 @@ def test_compiled_training_steps(tmp_path, monkeypatch):
     eager = train(_config(steps=3), tmp_path / "eager", progress=False, dataset=FakeClips())
     for (k, a), b in zip(result.model.state_dict().items(), eager.model.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_training_options_reach_the_loss_the_model_file_and_the_saved_config(tmp_path, monkeypatch):
+    import mmfast.train.tasks as tasks
+
+    seen = []
+    real_loss = tasks.diffusion_loss
+
+    def spy(*args, **kwargs):
+        seen.append({k: kwargs[k] for k in ("prediction", "weighting", "min_snr_gamma")})
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(tasks, "diffusion_loss", spy)
+    config = _config(
+        steps=3, prediction="v", loss_weighting="min-snr", min_snr_gamma=2.0, warmup_steps=4
+    )
+    result = train(config, tmp_path / "run", progress=False, dataset=FakeClips())
+    assert seen == [dict(prediction="v", weighting="min-snr", min_snr_gamma=2.0)] * 3
+    meta = read_metadata(result.checkpoint)
+    assert TrainConfig.from_json(meta["train_config"]) == config
+    # Warmup: step k (0-based) runs at lr (k + 1) / 4; the last one was step 2.
+    assert json.loads(meta["optimizer"])["param_groups"][0]["lr"] == pytest.approx(0.75e-3)
+    assert [config.learning_rate(k) for k in (0, 3, 4, 100)] == pytest.approx(
+        [0.25e-3, 1e-3, 1e-3, 1e-3]
+    )
+    for weights in ("ema", "raw"):
+        assert load_checkpoint_model(result.checkpoint, weights).config.prediction == "v"
+    from mmfast.generate import load_model
+
+    assert load_model(result.ema_model).config.prediction == "v"
+    with pytest.raises(ValueError, match="prediction 'v' \\(this run: 'eps'\\)"):
+        train(
+            config.replace(prediction="eps", steps=4),
+            tmp_path / "run",
+            progress=False,
+            dataset=FakeClips(),
+        )
+
+
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        (dict(prediction="noise"), "prediction must be one of"),
+        (dict(loss_weighting="snr"), "loss_weighting must be one of"),
+        (dict(min_snr_gamma=0.0), "min_snr_gamma must be positive"),
+        (dict(warmup_steps=-1), "warmup_steps must be >= 0"),
+        (dict(model_overrides=(("prediction", "v"),)), "not a model override"),
+        (dict(model="tiny-sr", prediction="v"), "the SR stage trains"),
+    ],
+)
+def test_training_options_are_checked(changes, message):
+    with pytest.raises(ValueError, match=message):
+        get_train_config("tiny", **changes)
