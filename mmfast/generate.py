@@ -124,7 +124,7 @@ def generate(
             generator=gen,
             condition=condition,
             timesteps=timesteps,
-            prediction=cfg.prediction,
+            prediction=getattr(cfg, "prediction", "eps"),
             device=param.device,
             progress=progress,
             **sampler_options,
