@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from mmfast.data.synthetic import SyntheticAVDataset, av_sync_scores, frame_scores
+from mmfast.data.synthetic import av_sync_scores, frame_scores, reference_pairs
 from mmfast.generate import audio_rate, generate, load_model
 from mmfast.models import CoupledUNet
 from mmfast.train import get_train_config, train
@@ -69,7 +69,7 @@ def score(run_dir: Path, fps: float, num: int, steps: int, seed: int) -> dict:
 
 def reference_rows(model_cfg, fps: float, num: int) -> dict:
     """The score of real pairs, shuffled pairs and noise at the model's sizes (held-out seed)."""
-    real = SyntheticAVDataset(
+    refs = reference_pairs(
         num,
         frames=model_cfg.video_frames,
         size=model_cfg.video_size,
@@ -77,19 +77,8 @@ def reference_rows(model_cfg, fps: float, num: int) -> dict:
         fps=fps,
         seed=12345,
     )
-    videos, audios = (torch.stack(x) for x in zip(*(real[i] for i in range(num))))
-    g = torch.Generator().manual_seed(0)
-    rate = real.audio_rate
-    rows = {
-        "real": av_sync_scores(videos, audios, fps=fps, audio_rate=rate),
-        "shuffled": av_sync_scores(videos, audios.roll(1, 0), fps=fps, audio_rate=rate),
-        "noise": av_sync_scores(
-            torch.rand(videos.shape, generator=g) * 2 - 1,
-            torch.rand(audios.shape, generator=g) * 2 - 1,
-            fps=fps,
-            audio_rate=rate,
-        ),
-    }
+    rate = model_cfg.audio_length * fps / model_cfg.video_frames
+    rows = {k: av_sync_scores(v, a, fps=fps, audio_rate=rate) for k, (v, a) in refs.items()}
     return {k: dict(mean=v.mean().item(), std=v.std(correction=0).item()) for k, v in rows.items()}
 
 

@@ -1,7 +1,7 @@
 """`mmfast demo`: the whole pipeline on a laptop with no data and no GPU. Trains the demo model on
-the built-in synthetic audio-visual data for a bounded time (or continues from a given
-checkpoint), samples a few clips, writes them as mp4 + PNG, and scores them: the A/V-sync score
-beside real, mismatched and noise pairs, and the frame scores (background colour, one ball)."""
+the built-in synthetic audio-visual data for a bounded time, samples a few clips, writes them as
+mp4 + PNG, and scores them: the A/V-sync score beside real, mismatched and noise pairs, and the
+frame scores (background colour, one ball)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=6.0,
         help="training wall time (a rerun continues the run)",
     )
-    p.add_argument(
-        "--start-from",
-        default=None,
-        help="a training checkpoint of the demo preset to continue from (e.g. the committed one)",
-    )
     p.add_argument("--out", default="mmfast-demo", help="output folder")
     p.add_argument("--num", type=positive_int, default=8, help="clips to sample")
     p.add_argument("--steps", type=positive_int, default=20, help="DPM-Solver++ steps")
@@ -34,34 +29,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import shutil
     import time
 
-    import torch
-
-    from mmfast.cli.options import UsageError, option
     from mmfast.data import write_clip, write_preview
-    from mmfast.data.synthetic import SyntheticAVDataset, av_sync_scores, frame_scores
+    from mmfast.data.synthetic import av_sync_scores, frame_scores, reference_pairs
     from mmfast.generate import audio_rate, generate, load_model
     from mmfast.train import get_train_config, train
-    from mmfast.train.checkpoint import check_resumable
-    from mmfast.train.trainer import CHECKPOINT
 
     started = time.monotonic()
     out = writable_folder("--out", args.out)
     config = get_train_config("demo", max_minutes=args.minutes, seed=args.seed)
     run_dir = out / "run"
-    if args.start_from is not None:
-        with option("--start-from", args.start_from):
-            start = load_start(args.start_from, CHECKPOINT)
-            check_resumable(start, config)
-        if (run_dir / CHECKPOINT).exists():
-            raise UsageError(
-                f"--start-from: {run_dir} already holds a run; a rerun continues it without "
-                "--start-from, or give another --out"
-            )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(start, run_dir / CHECKPOINT)
     result = train(config, run_dir, progress=not args.no_progress)
     model = load_model(result.checkpoint, "ema")
     cfg, fps = model.config, config.fps
@@ -79,9 +57,8 @@ def run(args: argparse.Namespace) -> int:
         write_clip(out / f"sample_{i:02d}.mp4", videos[i], audios[i], fps=fps, audio_rate=rate)
         write_preview(out / f"sample_{i:02d}.png", videos[i], audios[i], audio_rate=rate)
 
-    # Real clips the run never drew (another seed), the same clips with their sounds rotated,
-    # and uniform noise.
-    real = SyntheticAVDataset(
+    # Real clips the run never drew (another seed), mismatched pairs and noise.
+    reference = reference_pairs(
         16,
         frames=cfg.video_frames,
         size=cfg.video_size,
@@ -89,16 +66,7 @@ def run(args: argparse.Namespace) -> int:
         fps=fps,
         seed=args.seed + 1,
     )
-    real_v, real_a = (torch.stack(x) for x in zip(*(real[i] for i in range(len(real)))))
-    g = torch.Generator().manual_seed(args.seed)
-    noise_v = torch.rand(real_v.shape, generator=g) * 2 - 1
-    noise_a = torch.rand(real_a.shape, generator=g) * 2 - 1
-    rows = [
-        ("generated", videos, audios),
-        ("real", real_v, real_a),
-        ("shuffled", real_v, real_a.roll(1, 0)),
-        ("noise", noise_v, noise_a),
-    ]
+    rows = [("generated", videos, audios), *((k, *pair) for k, pair in reference.items())]
     print(f"\ntrained {result.step} steps; {args.num} clips in {out} (sample_NN.mp4 + .png)")
     print(
         "A/V-sync score (1 = sound follows picture, 0 = unrelated); frames: distance of the median"
@@ -115,15 +83,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"outputs: {out} (the clips), {run_dir} (the training run; a rerun continues it)")
     print(f"demo took {(time.monotonic() - started) / 60:.1f} min")
     return 0
-
-
-def load_start(path: str, checkpoint_name: str):
-    """A training checkpoint file, or a run folder holding one."""
-    from pathlib import Path
-
-    start = Path(path)
-    if start.is_dir():
-        start = start / checkpoint_name
-    if not start.is_file():
-        raise FileNotFoundError(f"no training checkpoint at {start}")
-    return start

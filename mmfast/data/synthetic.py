@@ -312,6 +312,26 @@ def concordance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(ok, r, torch.zeros_like(r)).float()
 
 
+def reference_pairs(
+    num: int, *, frames: int, size: int, audio_length: int, fps: float, seed: int
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """What generated clips are scored beside, each (videos [num, F, 3, S, S], audios [num, 1, L]):
+    "real": clips 0..num-1 of `seed`; "shuffled": the same pictures with each sound moved to the
+    next clip (mismatched pairs); "noise": uniform noise in [-1, 1] drawn from `seed`."""
+    real = SyntheticAVDataset(
+        num, frames=frames, size=size, audio_length=audio_length, fps=fps, seed=seed
+    )
+    videos, audios = (torch.stack(x) for x in zip(*(real[i] for i in range(num))))
+    g = torch.Generator().manual_seed(seed)
+    noise_v = torch.rand(videos.shape, generator=g) * 2 - 1
+    noise_a = torch.rand(audios.shape, generator=g) * 2 - 1
+    return {
+        "real": (videos, audios),
+        "shuffled": (videos, audios.roll(1, 0)),
+        "noise": (noise_v, noise_a),
+    }
+
+
 class FrameScores(NamedTuple):
     """Per clip [B]: how far each frame's median colour is from the scene's background (the mean
     over frames of the L2 distance, in [-1, 1] units; 0 for real clips), and the fraction of

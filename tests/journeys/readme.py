@@ -36,17 +36,13 @@ def command_lines() -> list[tuple[list[str], list[str]]]:
     return commands
 
 
-def readme_command(
-    *words: str, launcher: str | None = None, without: tuple[str, ...] = ()
-) -> list[str]:
-    """The one README command that holds all of `words` and none of `without` and is started by
-    `launcher` (None: by `mmfast` itself); a test fails if README lost it or has it twice."""
+def readme_command(*words: str, launcher: str | None = None) -> list[str]:
+    """The one README command that holds all of `words` and is started by `launcher` (None: by
+    `mmfast` itself); a test fails if README lost it or has it twice."""
     found = [
         argv
         for start, argv in command_lines()
-        if all(w in argv for w in words)
-        and not any(w in argv for w in without)
-        and (start[:1] == [launcher] if launcher else not start)
+        if all(w in argv for w in words) and (start[:1] == [launcher] if launcher else not start)
     ]
     assert len(found) == 1, f"README should have one mmfast command with {words}, found {found}"
     return list(found[0])

@@ -162,8 +162,6 @@ def _cases(f: dict[str, Path], out: Path) -> list[tuple[list[str], str]]:
         ([*demo, "--steps", "0"], "--steps: expected a positive integer"),
         ([*demo, "--seed", "-1"], "--seed: expected an integer >= 0"),
         (["demo", "--out", under_file], "--out"),
-        ([*demo, "--start-from", f"{o}/nowhere"], "no training checkpoint at"),
-        ([*demo, "--start-from", str(f["ckpt"])], "holds a checkpoint of another model"),
         ([*train, "--prediction", "noise"], "--prediction: invalid choice: 'noise'"),
         ([*train, "--warmup-steps", "-1"], "--warmup-steps: expected an integer >= 0"),
         ([*train, "--min-snr-gamma", "0"], "--min-snr-gamma: expected a positive number"),

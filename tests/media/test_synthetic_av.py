@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mmfast.data import SyntheticAVDataset, av_sync_score, av_sync_scores
-from mmfast.data.synthetic import _clip_generator, _Scene, pitch_of_height
+from mmfast.data.synthetic import _clip_generator, _Scene, pitch_of_height, reference_pairs
 
 SIZES = {"release-64x64-25600": (64, 25600, 16000), "tiny-32x32-4096": (32, 4096, 2560)}
 
@@ -126,3 +126,25 @@ def test_settings_the_tones_cannot_live_with_are_refused():
         SyntheticAVDataset(4, size=32, audio_length=2048)  # 1280 Hz
     with pytest.raises(ValueError, match=r"videos must be \[B, F, 3, H, W\]"):
         av_sync_scores(torch.zeros(16, 3, 8, 8), torch.zeros(1, 1, 4096), fps=10, audio_rate=2560)
+
+
+def test_reference_pairs_are_real_mismatched_and_noise():
+    """The rows the demo and the learning curves print beside generated clips (demo sizes)."""
+    sizes = dict(frames=8, size=16, audio_length=2048, fps=10.0)
+    rows = reference_pairs(16, seed=3, **sizes)
+    assert list(rows) == ["real", "shuffled", "noise"]
+    real_v, real_a = rows["real"]
+    data = SyntheticAVDataset(16, seed=3, **sizes)
+    video, audio = data[5]
+    assert torch.equal(real_v[5], video) and torch.equal(real_a[5], audio)
+    shuffled_v, shuffled_a = rows["shuffled"]
+    assert torch.equal(shuffled_v, real_v) and torch.equal(shuffled_a[6], real_a[5])
+    noise_v, noise_a = rows["noise"]
+    assert noise_v.shape == real_v.shape and noise_a.shape == real_a.shape
+    assert noise_v.min() >= -1 and noise_v.max() <= 1 and noise_v.std() > 0.5
+    assert torch.equal(reference_pairs(16, seed=3, **sizes)["noise"][1], noise_a)
+    scores = {
+        k: av_sync_scores(v, a, fps=10, audio_rate=data.audio_rate) for k, (v, a) in rows.items()
+    }
+    assert scores["real"].mean() > 0.95, scores
+    assert abs(scores["shuffled"].mean()) < 0.3 and abs(scores["noise"].mean()) < 0.3, scores
