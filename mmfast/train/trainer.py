@@ -64,6 +64,20 @@ def _loader(dataset: ClipDataset, config: TrainConfig, info: DistInfo, step: int
     )
 
 
+def make_optimizer(model: nn.Module, config: TrainConfig, fused: bool = True) -> torch.optim.AdamW:
+    """AdamW with the config's rate, betas and weight decay over the model's parameters (on its
+    device). fused: one kernel over all tensors; on the CPU, the per-tensor loop that is torch's
+    default there costs several times more for the demo model's 502 small tensors (see
+    benchmarks/test_bench_train_step.py)."""
+    return torch.optim.AdamW(
+        model.parameters(),
+        lr=config.lr,
+        betas=config.betas,
+        weight_decay=config.weight_decay,
+        fused=fused,
+    )
+
+
 def _log(run_dir: Path, record: dict) -> None:
     with open(run_dir / LOG, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
@@ -97,9 +111,7 @@ def _train(
     task = task_for(config)
     torch.manual_seed(config.seed)  # the same initial weights in every process
     model = task.build_model(config).to(device)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
-    )
+    optimizer = make_optimizer(model, config)
     ema = EMA(model, config.ema_rate, config.ema_warmup)
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
 
