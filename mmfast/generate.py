@@ -124,7 +124,7 @@ def generate(
             generator=gen,
             condition=condition,
             timesteps=timesteps,
-            prediction=getattr(cfg, "prediction", "eps"),
+            prediction=cfg.prediction,
             device=param.device,
             progress=progress,
             **sampler_options,

@@ -12,7 +12,12 @@ from mmfast.diffusion import sample
 from mmfast.generate import generate
 
 CONFIG = SimpleNamespace(
-    video_frames=2, video_channels=3, video_size=4, audio_channels=1, audio_length=8
+    video_frames=2,
+    video_channels=3,
+    video_size=4,
+    audio_channels=1,
+    audio_length=8,
+    prediction="eps",
 )
 
 
