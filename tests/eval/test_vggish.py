@@ -285,8 +285,10 @@ def test_log_mel_matches_audiosets_maths(wave):
     np.testing.assert_allclose(got64.numpy(), want, rtol=0, atol=1e-10)
     # In float32, the FFT's error is relative to the loudest bin, and log(mel + 0.01) turns it
     # into an absolute error up to 100x larger in the quiet bands. The yardstick is the same
-    # transcription run in float32 (a few 1e-6 here); allow 4x it plus a floor.
-    budget = 4 * np.abs(numpy32 - want).max() + 1e-6
+    # transcription run in float32 (9e-6 here). torch's float32 FFT takes another code path per
+    # CPU: 4.3x the yardstick on an AVX-512 Xeon, under 4x on others; allow 10x it plus a floor.
+    # A wrong window, mel matrix or log offset is off by 1e-3 or more.
+    budget = 10 * np.abs(numpy32 - want).max() + 1e-6
     assert np.abs(got32.numpy() - want).max() <= budget
     pair = torch.from_numpy(np.stack([wave, wave[::-1].copy()]))
     batched = log_mel(pair)

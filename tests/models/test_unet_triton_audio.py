@@ -74,4 +74,8 @@ def test_tiny_unet_triton_audio_path_matches_pytorch(monkeypatch):
     assert len(got) == 3 + 4 * 28  # every ResBlock's audio norm and conv took part
     for name, f64 in ref64.items():
         err, ref_err = rel_err(got[name], f64), rel_err(ref[name], f64)
-        assert err <= 4 * ref_err + 1e-6, f"{name}: {err:.2e} vs PyTorch's {ref_err:.2e}"
+        # The floor is float32 accumulation over a gradient's thousands of terms: PyTorch's own
+        # path is up to 1.2e-5 from float64 here, and the sum order differs by CPU (the Triton
+        # interpreter's error was 5.5x PyTorch's on one bias on an AVX-512 Xeon, 5.6e-6). A wrong
+        # index or missing term is off by 1e-3 or more.
+        assert err <= 4 * ref_err + 1e-5, f"{name}: {err:.2e} vs PyTorch's {ref_err:.2e}"
