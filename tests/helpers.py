@@ -9,7 +9,7 @@ import torch
 
 # The original release's test vectors (copies of ../shared/reference/, see data/README.md).
 REFERENCE_DIR = Path(
-    os.environ.get("MMFAST_REFERENCE_DIR", Path(__file__).resolve().parent / "data")
+    os.environ.get("MMFAST_REFERENCE_DIR", Path(__file__).resolve().parent / "fixtures")
 )
 
 

@@ -1,4 +1,4 @@
-"""A tiny deterministic clip dataset for trainer tests (the real ones are tested in tests/media)."""
+"""A tiny deterministic clip dataset for trainer tests (the real ones are tested in tests/data)."""
 
 from __future__ import annotations
 
