@@ -89,6 +89,9 @@ class CoupledUNetConfig:
 PRESETS: dict[str, CoupledUNetConfig] = {
     # The released configuration (Landscape / AIST++ checkpoints): 133,675,524 parameters.
     "mmdiffusion-64": CoupledUNetConfig(),
+    # The paper's AudioSet model (supplement, section C): the release's coupled U-Net with base
+    # width 256 instead of 128, "other settings remain unchanged"; 534,017,028 parameters.
+    "mmdiffusion-audioset": CoupledUNetConfig(model_channels=256),
     # The same structure at 1/8 of the width, on 16 frames of 32x32 video and 4096 audio samples
     # (0.256 s at 16 kHz): about 2.1M parameters, for tests and CPU demos.
     "tiny": CoupledUNetConfig(
