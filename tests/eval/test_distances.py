@@ -116,3 +116,21 @@ def test_bad_shapes_are_named():
         frechet_distance(torch.zeros(3), torch.eye(2), torch.zeros(3), torch.eye(3))
     with pytest.raises(ValueError, match=r"\[N, D\]"):
         kernel_distance(torch.zeros(4, 3), torch.zeros(4, 2))
+
+
+def test_numpy_arrays_give_the_numbers_of_tensors(gen):
+    """Callers of pytorch-fid pass numpy statistics; the package exports the distances."""
+    from mmfast.eval import frechet_distance as fd
+    from mmfast.eval import gaussian_stats as stats
+    from mmfast.eval import kernel_distance as kd
+
+    x = torch.randn(30, 6, generator=gen, dtype=torch.float64)
+    y = torch.randn(30, 6, generator=gen, dtype=torch.float64) + 0.5
+    (mx, sx), (my, sy) = stats(x), stats(y)
+    from_numpy = fd(mx.numpy(), sx.numpy(), my.numpy(), sy.numpy())
+    assert from_numpy == fd(mx, sx, my, sy) and from_numpy > 0
+    assert [t.tolist() for t in stats(x.numpy())] == [mx.tolist(), sx.tolist()]
+    assert kd(x.numpy(), y.numpy().astype("float32")) == kd(x, y.float())
+    assert frechet_distance_release(x.numpy(), y.numpy()) == frechet_distance_release(x, y)
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        fd(mx.tolist(), sx, my, sy)
