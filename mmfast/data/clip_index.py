@@ -3,6 +3,9 @@
 Built once by probing every file (`probe`), then cached as JSON at a path the caller chooses (the
 trainer's run directory, never the data folder). A cached entry is reused while its file keeps the
 same size and modification time; changed and new files are probed again, vanished ones dropped.
+Probing also reads the whole sound track once for its peak, so that `SourceRules` can skip digital
+silence; the rules (silence, --min-fps, --min-size) are applied to the cached facts, so changing
+them never probes again.
 """
 
 from __future__ import annotations
@@ -13,11 +16,15 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from mmfast.data.decode import audio_peak
 from mmfast.data.probe import MediaError, probe
 from mmfast.files import atomic_path
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".webm", ".avi")
-_FORMAT = 1
+_FORMAT = 2
+# Digital silence: no sample of any channel reaches one step of 16-bit sound (2^-15, -90 dBFS).
+# Encoders of silence leave exact zeros or dither far below it; any recorded sound is far above.
+SILENCE_PEAK = 2.0**-15
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,44 @@ class FileEntry:
     video: tuple[float, float, float, int, int] | None = None  # start, end, fps, width, height
     audio: tuple[float, float, float] | None = None  # start, end, sample rate
     skipped: str | None = None  # why the file has no clips
+    audio_peak: float | None = None  # largest |sample| of the sound track, [-1, 1] scale
+
+
+@dataclass(frozen=True)
+class SourceRules:
+    """Which usable files a dataset takes: digital silence is skipped unless `keep_silent`;
+    `min_fps` and `min_size` (the shorter side, in pixels) filter sources as the paper did for
+    its AudioSet model ("filtered by frame rate and video size")."""
+
+    keep_silent: bool = False
+    min_fps: float = 0.0
+    min_size: int = 0
+
+    def apply(self, entry: FileEntry) -> FileEntry:
+        """`entry`, or a skipped copy saying which rule it fails."""
+        reason = self.reason(entry)
+        if reason is None:
+            return entry
+        return dataclasses.replace(entry, num_clips=0, skipped=reason)
+
+    def reason(self, entry: FileEntry) -> str | None:
+        if entry.skipped is not None or entry.video is None:
+            return None
+        fps, width, height = entry.video[2], entry.video[3], entry.video[4]
+        if fps < self.min_fps:
+            return f"frame rate {fps:.3g} fps is below --min-fps {self.min_fps:g}"
+        if min(width, height) < self.min_size:
+            return f"{width}x{height}: the shorter side is below --min-size {self.min_size}"
+        if (
+            not self.keep_silent
+            and entry.audio_peak is not None
+            and entry.audio_peak < SILENCE_PEAK
+        ):
+            return (
+                f"the sound track is digital silence (peak {entry.audio_peak:.2g} < 2^-15); "
+                "keep it with --keep-silent"
+            )
+        return None
 
 
 @dataclass
@@ -49,8 +94,12 @@ def scan(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
-def build_index(root: Path, clip_seconds: float, index_path: Path | None) -> ClipIndex:
-    """Index the videos under `root` into clips of `clip_seconds`, reusing `index_path` if valid."""
+def build_index(
+    root: Path, clip_seconds: float, index_path: Path | None, rules: SourceRules | None = None
+) -> ClipIndex:
+    """Index the videos under `root` into clips of `clip_seconds`, reusing `index_path` if valid;
+    files that fail `rules` (default: skip digital silence) are marked skipped."""
+    rules = rules or SourceRules()
     cached = _load(index_path, root, clip_seconds) if index_path is not None else {}
     files, probed = [], 0
     for path in scan(root):
@@ -58,15 +107,16 @@ def build_index(root: Path, clip_seconds: float, index_path: Path | None) -> Cli
         stat = path.stat()
         entry = cached.get(rel)
         if entry is None or entry.size != stat.st_size or entry.mtime_ns != stat.st_mtime_ns:
-            entry = _probe_entry(path, rel, stat.st_size, stat.st_mtime_ns, clip_seconds)
+            entry = probe_entry(path, rel, stat.st_size, stat.st_mtime_ns, clip_seconds)
             probed += 1
         files.append(entry)
     if index_path is not None and (probed or len(files) != len(cached)):
         _save(index_path, root, clip_seconds, files)
-    return ClipIndex(root, clip_seconds, files, probed)
+    return ClipIndex(root, clip_seconds, [rules.apply(f) for f in files], probed)
 
 
-def _probe_entry(path: Path, rel: str, size: int, mtime_ns: int, clip_seconds: float) -> FileEntry:
+def probe_entry(path: Path, rel: str, size: int, mtime_ns: int, clip_seconds: float) -> FileEntry:
+    """The index entry of one file (`rel`: its path relative to the root), rules not applied."""
     try:
         info = probe(path)
     except MediaError as e:
@@ -81,6 +131,10 @@ def _probe_entry(path: Path, rel: str, size: int, mtime_ns: int, clip_seconds: f
     # The slack forgives float rounding of a file that is an exact multiple of the clip length.
     num_clips = max(0, math.floor((end - start) / clip_seconds + 1e-6))
     v, a = info.video, info.audio
+    try:
+        peak = audio_peak(path)
+    except MediaError as e:
+        return FileEntry(rel, size, mtime_ns, skipped=str(e).removeprefix(f"{path}: "))
     entry = FileEntry(
         rel,
         size,
@@ -89,6 +143,7 @@ def _probe_entry(path: Path, rel: str, size: int, mtime_ns: int, clip_seconds: f
         start,
         (v.start, v.end, v.rate, v.width, v.height),
         (a.start, a.end, a.rate),
+        audio_peak=peak,
     )
     if num_clips == 0:
         return FileEntry(

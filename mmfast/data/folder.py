@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from mmfast.data.clip_index import VIDEO_EXTENSIONS, FileEntry, build_index
-from mmfast.data.decode import decode_audio, decode_video
+from mmfast.data.clip_index import VIDEO_EXTENSIONS, FileEntry, SourceRules, build_index
+from mmfast.data.decode import DamagedClip, decode_audio, decode_video
 from mmfast.data.probe import MediaError, MediaWarning, StreamSpan
 from mmfast.data.resize import Resize, check_resize, plan_fit
 
@@ -21,7 +21,9 @@ class VideoFolderDataset:
     Files (.mp4 .mkv .webm .avi, searched recursively) are probed once into a clip index, cached as
     JSON at `index_path` when given (put it in the run directory, never in the data folder) and
     reused while the files keep their sizes and modification times. Files that cannot be decoded or
-    lack an audio track are skipped with one warning and listed in `skipped` (path -> reason).
+    lack an audio track are skipped with one warning and listed in `skipped` (path -> reason), and
+    so are sound tracks of digital silence (peak below 2^-15) unless `keep_silent`, and sources
+    below `min_fps` or whose shorter side is below `min_size` pixels.
 
     `get(i)` returns
       video: [frames, 3, size, size] float32 in [-1, 1]; frame k is the source frame on screen at
@@ -31,6 +33,8 @@ class VideoFolderDataset:
              audio_length = round(frames / fps * audio_rate) (25600 by default).
     A clip that fails to decode later (a file damaged after indexing) never stops a run: the file is
     marked bad with one warning, added to `skipped`, and the next good clip is returned instead.
+    A damaged packet costs only the clips that need it: each is dropped the same way, with a
+    warning naming the file and the time, and its start listed in `dropped` (path -> seconds).
 
     Example:
         >>> data = VideoFolderDataset("landscape/train", index_path="run/clips.json", hflip_p=0.5)
@@ -49,6 +53,9 @@ class VideoFolderDataset:
         hflip_p: float = 0.0,
         index_path: str | Path | None = None,
         interpolation: str = "area",
+        keep_silent: bool = False,
+        min_fps: float = 0.0,
+        min_size: int = 0,
     ) -> None:
         check_resize(resize)
         plan_fit(2, 2, 2, resize, interpolation)  # checks the name
@@ -69,7 +76,10 @@ class VideoFolderDataset:
         self.audio_length = round(self.clip_seconds * audio_rate)
 
         index = build_index(
-            self.root, self.clip_seconds, Path(index_path) if index_path is not None else None
+            self.root,
+            self.clip_seconds,
+            Path(index_path) if index_path is not None else None,
+            SourceRules(keep_silent, min_fps, min_size),
         )
         self.probed = index.probed  # files probed by this build: 0 when the cache served all
         self.skipped: dict[str, str] = {
@@ -82,7 +92,9 @@ class VideoFolderDataset:
             self._first_clip.append(total)
             total += f.num_clips
         self._len = total
-        self._bad: set[int] = set()
+        self._bad: set[int] = set()  # files
+        self._damaged: set[int] = set()  # clips
+        self.dropped: dict[str, list[float]] = {}
 
         if not index.files:
             raise ValueError(
@@ -119,10 +131,13 @@ class VideoFolderDataset:
         for offset in range(self._len):
             i = (index + offset) % self._len
             file = bisect.bisect_right(self._first_clip, i) - 1
-            if file in self._bad:
+            if file in self._bad or i in self._damaged:
                 continue
             try:
                 video, audio = self._decode(file, i - self._first_clip[file])
+            except DamagedClip as e:
+                self._drop(i, file, e)
+                continue
             except Exception as e:  # one bad file must not end a long run
                 self._mark_bad(file, e if isinstance(e, MediaError) else _typed(e))
                 continue
@@ -148,6 +163,14 @@ class VideoFolderDataset:
             StreamSpan(a_start, a_end, a_rate),
         )
         return video, audio
+
+    def _drop(self, clip: int, file: int, error: DamagedClip) -> None:
+        self._damaged.add(clip)
+        path = str(self.root / self._files[file].path)
+        self.dropped.setdefault(path, []).append(error.at)
+        warnings.warn(
+            f"{error}; the clip is replaced by the next good one", MediaWarning, stacklevel=3
+        )
 
     def _mark_bad(self, file: int, error: Exception | str) -> None:
         self._bad.add(file)

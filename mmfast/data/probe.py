@@ -19,7 +19,8 @@ class MediaError(ValueError):
 
 
 class MediaWarning(UserWarning):
-    """A media file was skipped (at indexing) or stopped decoding (during a run)."""
+    """A media file was skipped (at indexing) or stopped decoding (during a run), a damaged clip
+    was dropped, or a note on how the videos are read (decoded while training)."""
 
 
 @dataclass(frozen=True)
@@ -145,17 +146,25 @@ def _span(path, facts: _StreamFacts, ends: dict[int, float]) -> StreamSpan:
 def _first_frame(path, index: int, kind: str) -> tuple[float | None, float, int, int]:
     """(time, sample rate, width, height) of the stream's first decoded frame. Read while the
     container is open: a frame must not outlive its decoder."""
+    failed = None  # packets that cannot be decoded are skipped (see mmfast.data.decode)
     with open_input(path) as container:
         stream = container.streams[index]
-        try:
-            for frame in container.decode(stream):
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets, None)
+                frames = packet.decode() if packet is not None else []
+            except av.FFmpegError as e:
+                failed = e
+                continue
+            for frame in frames:
                 if kind == "video":
                     return frame_time(frame), 0.0, frame.width, frame.height
                 return frame_time(frame), float(frame.sample_rate), 0, 0
-        except av.FFmpegError as e:
-            raise MediaError(
-                f"{path}: the {kind} stream cannot be decoded ({error_reason(e)})"
-            ) from e
+            if packet is None:
+                break
+    if failed is not None:
+        raise MediaError(f"{path}: the {kind} stream cannot be decoded ({error_reason(failed)})")
     raise MediaError(f"{path}: the {kind} stream decodes to no frame")
 
 

@@ -67,11 +67,13 @@ def write_av(
     faststart: bool = False,
     mark_left: bool = False,
     gop: int | None = None,
+    silent: bool = False,
 ) -> Path:
     """Write a test file: `seconds` of video from t = 0 and, unless `audio_rate` is None, audio of
     [audio_start, seconds) with `channels` identical channels. `mark_left` paints the left quarter
     of every frame white (to tell a flip or a crop); `gop` puts a keyframe every `gop` frames, so
-    that seeks land in the middle of the stream."""
+    that seeks land in the middle of the stream; `silent` writes digital silence (zeros) as the
+    sound."""
     rate = Fraction(fps).limit_denominator(100000)
     options = {"movflags": "+faststart"} if faststart else {}
     with av.open(str(path), "w", options=options) as out:
@@ -106,10 +108,11 @@ def write_av(
             out.mux(video.encode(frame))
         out.mux(video.encode(None))
         if audio is not None:
+            sound = signal(audio_rate, audio_start, seconds - audio_start)
             _write_audio(
                 out,
                 audio,
-                signal(audio_rate, audio_start, seconds - audio_start),
+                sound * 0 if silent else sound,
                 audio_rate,
                 channels,
                 audio_start,
@@ -153,3 +156,44 @@ def click_onsets(x: np.ndarray, rate: float) -> list[float]:
         if not onsets or i - onsets[-1] > 0.1 * rate:
             onsets.append(i)
     return [i / rate for i in onsets]
+
+
+def damage_packets(
+    src: Path, dst: Path, bad: dict[tuple[str, int], str]
+) -> dict[tuple[str, int], float]:
+    """Copy `src` to `dst` packet by packet (no re-encoding), damaging packet n (-1: the last) of
+    the stream of each (kind, n) in `bad`: "garbage" replaces its bytes with as many random ones,
+    "truncated" keeps only its first half. Returns each damaged packet's presentation time (s)."""
+    with av.open(str(src)) as counting:
+        totals: dict[str, int] = {}
+        for packet in counting.demux():
+            if packet.dts is not None:
+                totals[packet.stream.type] = totals.get(packet.stream.type, 0) + 1
+    wanted = {(kind, n % totals[kind]): how for (kind, n), how in bad.items()}
+    at: dict[tuple[str, int], float] = {}
+    with av.open(str(src)) as source, av.open(str(dst), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in source.streams}
+        counts: dict[str, int] = {}
+        for packet in source.demux():
+            if packet.dts is None:
+                continue
+            stream = packet.stream
+            n = counts.get(stream.type, 0)
+            counts[stream.type] = n + 1
+            how = wanted.get((stream.type, n))
+            if how is not None:
+                data = bytes(packet)
+                if how == "garbage":
+                    data = np.random.default_rng(n).integers(0, 256, len(data), np.uint8).tobytes()
+                else:
+                    data = data[: len(data) // 2]
+                damaged = av.Packet(data)
+                damaged.pts, damaged.dts = packet.pts, packet.dts
+                damaged.time_base, damaged.duration = packet.time_base, packet.duration
+                damaged.is_keyframe = packet.is_keyframe
+                key = next(k for k in bad if k[0] == stream.type and k[1] % totals[k[0]] == n)
+                at[key] = float(packet.pts * packet.time_base)
+                packet = damaged
+            packet.stream = streams[stream.index]
+            out.mux(packet)
+    return at
