@@ -1,40 +1,74 @@
-"""One command for a lent GPU: correctness of the kernels on CUDA, then the benchmark groups.
+"""One command for a lent GPU, run on a bare copy of this checkout (nothing installed):
 
     python3 benchmarks/gpu_check.py OUT_DIR [BUDGET_SECONDS=420]
 
-Writes OUT_DIR/gpu_check.json (environment, test summary, every benchmark row) and prints a short
-table last. mmfast is imported from this checkout without installing anything: the package and
-`kernels/` are copied to a temporary `mmfast` + `mmfast.kernels` tree on PYTHONPATH.
+Stages, in order, each in its own process group with a slot of the budget (time a stage leaves
+unused goes to the later ones):
+1. smoke: one forward and backward launch of each fused kernel per dtype at the released model's
+   shapes against its float64 reference (benchmarks/gpu_smoke.py);
+2. tests: the kernel correctness suites (tests/ops) on CUDA, per-test timeouts, no -x;
+3. user_path: training steps of mmdiffusion-64 (fp16 + GradScaler, bf16; eager, then compiled),
+   DPM-Solver sampling and an sr-256 upsample batch (benchmarks/gpu_user_path.py);
+4. the benchmark suites (RS-MMA, the U-Net, the audio conv, SR), which skip their remaining cases
+   at their slot's deadline.
+Every result is appended to OUT_DIR/<stage>.jsonl the moment it exists (a stage killed at its
+limit keeps what it measured), and OUT_DIR/gpu_check.json is rewritten after every stage. A short
+table is printed last.
+
+mmfast is imported from a staged copy of this checkout, in which `kernels/` sits where an install
+puts it (`mmfast/kernels`); every stage runs with that copy as its working directory and first
+`sys.path` entry, so `python -m pytest` (which puts the working directory first) imports it too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib
 import importlib.util
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BUDGET = 420.0  # seconds; with staging, probing and the kill grace: under 8 minutes
+# (stage, its share of the time left when it starts, relative to the stages after it). Sized for an
+# H100 with a cold Triton cache: smoke compiles ~18 kernels (~30 s); tests/ops compiles every
+# tile config on 8 workers (~120 s); the user path is dominated by two Inductor compiles of the
+# 133M U-Net (~60-90 s each); the benchmarks skip their remaining cases at their deadline.
+STAGES = [
+    ("smoke", 0.08),
+    ("tests", 0.28),
+    ("user_path", 0.36),
+    ("bench_rsmma", 0.12),
+    ("bench_unet", 0.08),
+    ("bench_audio_conv", 0.05),
+    ("bench_sr", 0.03),
+]
+MIN_SLOT = 20.0
+GRACE = 20.0  # seconds a benchmark stage may run past its deadline (a case in flight, the JSON)
+TEST_TIMEOUT = 120  # seconds per test (a cold compile of every tile config of one kernel fits)
+KILL_WAIT = 5.0  # seconds between SIGTERM and SIGKILL of a stage's process group
 
 
-def stage_package() -> str:
-    """A PYTHONPATH entry holding mmfast with kernels/ as mmfast.kernels."""
-    dest = Path(tempfile.mkdtemp(prefix="mmfast-pkg-"))
-    shutil.copytree(
-        ROOT / "mmfast", dest / "mmfast", ignore=shutil.ignore_patterns("__pycache__", "kernels")
-    )
-    shutil.copytree(
-        ROOT / "kernels", dest / "mmfast" / "kernels", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    return str(dest)
+def stage_checkout() -> Path:
+    """A copy of the checkout with kernels/ at mmfast/kernels, as an install lays it out."""
+    dest = Path(tempfile.mkdtemp(prefix="mmfast-gpu-check-"))
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "results")
+    shutil.copytree(ROOT / "mmfast", dest / "mmfast", ignore=skip)
+    shutil.rmtree(dest / "mmfast" / "kernels", ignore_errors=True)
+    shutil.copytree(ROOT / "kernels", dest / "mmfast" / "kernels", ignore=skip)
+    for folder in ("tests", "benchmarks"):
+        shutil.copytree(ROOT / folder, dest / folder, ignore=skip)
+    shutil.copy2(ROOT / "pyproject.toml", dest / "pyproject.toml")  # pytest's settings and markers
+    return dest
 
 
 def environment() -> dict:
@@ -45,6 +79,7 @@ def environment() -> dict:
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(),
     }
     try:
         import triton
@@ -52,11 +87,15 @@ def environment() -> dict:
         env["triton"] = triton.__version__
     except ImportError:
         env["triton"] = None
-    # Optional peers: absent ones (the H200 image has neither) skip their rows, as the logs say.
+    import numpy
+
+    env["numpy"] = numpy.__version__
+    # Optional peers: absent ones (the lent GPU's image has neither) skip their rows.
     env["optional"] = {}
-    for name in ("xformers", "av"):
+    for name in ("xformers", "av", "xdist", "pytest_timeout", "pytest_benchmark"):
         try:
-            env["optional"][name] = getattr(importlib.import_module(name), "__version__", "?")
+            module = importlib.import_module(name)
+            env["optional"][name] = getattr(module, "__version__", "present")
         except ImportError:
             env["optional"][name] = None
         except Exception as err:  # noqa: BLE001 - a broken optional install is reported
@@ -70,6 +109,8 @@ def environment() -> dict:
         )
     except OSError:
         env["commit"] = None
+    if torch.cuda.is_available():
+        env["capability"] = list(torch.cuda.get_device_capability())
     try:
         import pynvml
 
@@ -96,132 +137,209 @@ def environment() -> dict:
     return env
 
 
-def run(cmd: list[str], env: dict, timeout: float, log: Path) -> int:
-    print("+", " ".join(cmd), flush=True)
+def run_stage(cmd: list[str], *, cwd: Path, env: dict, limit: float, log: Path) -> dict:
+    """Run `cmd` in a new process group for at most `limit` seconds; the whole group (xdist
+    workers, compile workers) is ended when it returns or runs out of time."""
+    print("+", " ".join(cmd), f"(slot {limit:.0f} s)", flush=True)
+    start = time.monotonic()
     with open(log, "w") as f:
+        proc = subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        timed_out = False
         try:
-            return subprocess.run(
-                cmd, cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=max(timeout, 1)
-            ).returncode
+            returncode = proc.wait(timeout=max(limit, 1.0))
         except subprocess.TimeoutExpired:
-            f.write(f"\n[gpu_check] timed out after {timeout:.0f} s\n")
-            return 124
+            timed_out = True
+            _end_group(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=KILL_WAIT)
+            returncode = 124
+            f.write(f"\n[gpu_check] stopped at its {limit:.0f} s limit\n")
+        _end_group(proc.pid, signal.SIGKILL)  # whatever the stage left running
+        proc.wait()
+    return {"returncode": returncode, "timed_out": timed_out, "seconds": time.monotonic() - start}
 
 
-def junit_summary(path: Path) -> dict:
+def _end_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
-        return {
-            "error": "no junit report (the run was cut at its time limit or crashed; see tests.log)"
-        }
-    root = ET.parse(path).getroot()
-    suite = root if root.tag == "testsuite" else root.find("testsuite")
-    failed = [
-        case.get("classname", "") + "::" + case.get("name", "")
-        for case in suite.iter("testcase")
-        if case.find("failure") is not None or case.find("error") is not None
-    ]
-    return {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")} | {
-        "failed": failed[:50]
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:  # a line cut by the kill
+            continue
+    return records
+
+
+def test_summary(records: list[dict]) -> dict:
+    """Counts of the test records the plugin wrote (a stage cut short counts what finished)."""
+    tests = [r for r in records if r.get("kind") == "test"]
+    outcomes = Counter(r["outcome"] for r in tests)
+    collected = [r["count"] for r in records if r.get("kind") == "collected"]
+    reasons = Counter(r.get("message", "") for r in tests if r["outcome"] == "skipped")
+    return {
+        "collected": max(collected) if collected else 0,
+        "collect_errors": [r for r in records if r.get("kind") == "collect_error"],
+        "finished": len(tests),
+        "passed": outcomes["passed"],
+        "failed": outcomes["failed"],
+        "errors": outcomes["error"],
+        "skipped": outcomes["skipped"],
+        "skip_reasons": dict(reasons.most_common(10)),
+        "failed_ids": [
+            {"nodeid": r["nodeid"], "message": r.get("message", "")[-600:]}
+            for r in tests
+            if r["outcome"] in ("failed", "error")
+        ][:50],
+        "slowest": sorted(
+            ({"nodeid": r["nodeid"], "seconds": r["seconds"]} for r in tests),
+            key=lambda r: -r["seconds"],
+        )[:10],
     }
 
 
-def bench_rows(path: Path) -> list[dict]:
-    """The rows of a pytest-benchmark JSON (none if the run was cut before writing it)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return []
+def write_report(out: Path, report: dict) -> None:
+    tmp = out / "gpu_check.json.tmp"
+    tmp.write_text(json.dumps(report, indent=1, default=str))
+    os.replace(tmp, out / "gpu_check.json")
+
+
+def stage_command(name: str, out: Path, cuda: bool, cpus: int) -> list[str] | None:
+    py = sys.executable
+    plugin = ["-p", "no:cacheprovider", "-p", "gpu_check_plugin"]
+    if name == "smoke":
+        return [py, "benchmarks/gpu_smoke.py", str(out / "smoke.jsonl")]
+    if name == "tests":
+        cmd = [py, "-m", "pytest", "tests/ops", "-q", "-rs", *plugin]
+        if importlib.util.find_spec("xdist"):
+            cmd += ["-n", str(min(8, cpus))]  # Triton compiles in parallel
+        if importlib.util.find_spec("pytest_timeout"):
+            # signal: the test fails and the run goes on (thread would end the whole process)
+            cmd += [f"--timeout={TEST_TIMEOUT}", "--timeout-method=signal"]
+        return cmd + [f"--junitxml={out / 'tests.xml'}"]
+    if name == "user_path":
+        return [py, "benchmarks/gpu_user_path.py", str(out / "user_path.jsonl")] if cuda else None
+    suite = name.removeprefix("bench_")
     return [
-        {
-            "group": b["group"],
-            "name": b["name"],
-            "median_s": b["stats"]["median"],
-            "iqr_s": b["stats"]["iqr"],
-            "rounds": b["stats"]["rounds"],
-            **b.get("extra_info", {}),
-        }
-        for b in data.get("benchmarks", [])
+        py,
+        "-m",
+        "pytest",
+        f"benchmarks/test_bench_{suite}.py",
+        "--benchmark-only",
+        "-q",
+        *plugin,
+        f"--benchmark-json={out / (name + '.json')}",
     ]
-
-
-# (stage, share of the time left when it starts, relative to the stages after it)
-STAGES = [
-    ("tests/ops", 0.38),
-    ("benchmarks/test_bench_rsmma.py", 0.28),
-    ("benchmarks/test_bench_unet.py", 0.16),
-    ("benchmarks/test_bench_audio_conv.py", 0.11),
-    ("benchmarks/test_bench_sr.py", 0.07),
-]
-GRACE = 45.0  # seconds a benchmark run may overrun its deadline (a case in flight, the JSON write)
 
 
 def main() -> int:
     out = Path(sys.argv[1]).resolve()
-    budget = float(sys.argv[2]) if len(sys.argv) > 2 else 420.0  # + GRACE at worst: under 8 minutes
+    budget = float(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_BUDGET
     out.mkdir(parents=True, exist_ok=True)
-    start = time.time()
-    path = os.pathsep.join(p for p in (stage_package(), os.environ.get("PYTHONPATH")) if p)
+    for stale in out.glob("*.jsonl"):
+        stale.unlink()
+    start = time.monotonic()
+    stage = stage_checkout()
+    path = os.pathsep.join(
+        p for p in (str(stage), str(stage / "benchmarks"), os.environ.get("PYTHONPATH")) if p
+    )
     env = dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1", MMFAST_BENCH_ROUNDS="10")
-    env.pop("TRITON_INTERPRET", None)
-    report = {"environment": environment(), "budget_s": budget, "stages": {}, "benchmarks": []}
+    env.pop("TRITON_INTERPRET", None)  # the CPU paths set it themselves, before importing triton
+    env.pop("MMFAST_CI_ENV", None)  # every test runs here
+    report = {
+        "environment": environment(),
+        "budget_s": budget,
+        "staged_checkout": str(stage),
+        "stages": {},
+        "smoke": [],
+        "tests": {},
+        "user_path": [],
+        "benchmarks": [],
+    }
+    cuda = bool(report["environment"]["cuda_available"])
     for name, version in report["environment"]["optional"].items():
-        what = {"xformers": "its RS-MMA benchmark rows skip", "av": "nothing here needs it"}[name]
-        print(f"{name}: {version or 'not installed'}" + ("" if version else f" ({what})"))
-    parallel = (
-        ["-n", "8"] if importlib.util.find_spec("xdist") else []
-    )  # Triton compiles on 8 cores
+        if version is None:
+            print(f"{name}: not installed")
+    write_report(out, report)
 
-    for i, (stage, share) in enumerate(STAGES):
-        left = start + budget - time.time()
-        slot = max(left * share / sum(sh for _, sh in STAGES[i:]), 10.0)
-        name = Path(stage).stem
-        if stage.startswith("tests"):
-            # Kernel correctness on CUDA, fp16 and bf16 included.
-            cmd = [
-                sys.executable,
-                "-m",
-                "pytest",
-                stage,
-                "-q",
-                "-x",
-                "-p",
-                "no:cacheprovider",
-                *parallel,
-                f"--junitxml={out / 'tests.xml'}",
-            ]
-            rc = run(cmd, env, slot, out / "tests.log")
-            report["tests"] = {"returncode": rc, **junit_summary(out / "tests.xml")}
-        else:
+    for i, (name, share) in enumerate(STAGES):
+        left = budget - (time.monotonic() - start)
+        slot = max(left * share / sum(s for _, s in STAGES[i:]), MIN_SLOT)
+        cmd = stage_command(name, out, cuda, os.cpu_count() or 1)
+        jsonl = out / f"{name}.jsonl"
+        if cmd is None:
+            report["stages"][name] = {
+                "skipped": "no CUDA device: the released-size user path runs on a GPU only"
+            }
+            write_report(out, report)
+            continue
+        stage_env = dict(env, MMFAST_RESULTS_JSONL=str(jsonl))
+        limit = slot
+        if name.startswith("bench_"):
             # Cases past the deadline skip themselves; the run then still writes its JSON.
-            stage_env = dict(env, MMFAST_BENCH_DEADLINE=str(time.time() + slot - GRACE / 3))
-            cmd = [
-                sys.executable,
-                "-m",
-                "pytest",
-                stage,
-                "--benchmark-only",
-                "-q",
-                "-p",
-                "no:cacheprovider",
-                f"--benchmark-json={out / (name + '.json')}",
-            ]
-            rc = run(cmd, stage_env, slot + GRACE, out / f"{name}.log")
-            rows = bench_rows(out / f"{name}.json")
-            report["benchmarks"] += rows
-        report["stages"][name] = {"returncode": rc, "seconds": round(time.time() - start, 1)}
-    report["wall_s"] = time.time() - start
-    (out / "gpu_check.json").write_text(json.dumps(report, indent=1))
+            stage_env["MMFAST_BENCH_DEADLINE"] = str(time.time() + slot)
+            limit = slot + GRACE
+        result = run_stage(cmd, cwd=stage, env=stage_env, limit=limit, log=out / f"{name}.log")
+        records = read_jsonl(jsonl)
+        report["stages"][name] = {"slot_s": round(slot, 1), **result, "records": len(records)}
+        if name == "smoke":
+            report["smoke"] = records
+        elif name == "tests":
+            report["tests"] = test_summary(records)
+        elif name == "user_path":
+            report["user_path"] = records
+        else:
+            report["benchmarks"] += [r for r in records if r.get("kind") == "benchmark"]
+        report["wall_s"] = time.monotonic() - start
+        write_report(out, report)
 
+    shutil.rmtree(stage, ignore_errors=True)
+    print(summary(report))
+    smoke_ok = bool(report["smoke"]) and all(r.get("ok") for r in report["smoke"])
+    t = report["tests"]
+    tests_ok = not t.get("collect_errors") and not t.get("failed") and not t.get("errors")
+    return 0 if smoke_ok and tests_ok else 1
+
+
+def summary(report: dict) -> str:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from report import short_table
 
-    print(short_table(report))
+    lines = [short_table(report)] if report["benchmarks"] else []
+    for r in report["smoke"]:
+        errs = r.get("errors", {})
+        worst = max(errs.values()) if errs else float("nan")
+        lines.append(
+            f"smoke {r.get('op')} {r.get('dtype')}: {'ok' if r.get('ok') else 'FAIL'} "
+            f"(worst rel err {worst:.2e}, {r.get('seconds')} s) {r.get('error', '')}"
+        )
+    for r in report["user_path"]:
+        if r.get("what") == "device":
+            continue
+        keys = ("precision", "compiled", "samples_per_s", "frames_per_s", "peak_gib", "wall_s")
+        shown = {k: r[k] for k in keys if k in r}
+        lines.append(f"user_path {r.get('what')}: {'ok' if r.get('ok') else 'FAIL'} {shown}")
     t = report["tests"]
-    print(
-        f"tests: {t.get('tests')} run, {t.get('failures')} failed, {t.get('errors')} errors, {t.get('skipped')} skipped; "
-        f"{len(report['benchmarks'])} benchmark rows; {report['wall_s']:.0f} s; stages {report['stages']}"
+    lines.append(
+        f"tests: {t.get('collected')} collected, {len(t.get('collect_errors', []))} "
+        f"collection errors, {t.get('passed')} passed, {t.get('failed')} failed, "
+        f"{t.get('errors')} errors, {t.get('skipped')} skipped"
     )
-    return 0 if report["tests"]["returncode"] == 0 else 1
+    stages = {
+        k: (v.get("returncode"), round(v.get("seconds", 0))) for k, v in report["stages"].items()
+    }
+    lines.append(
+        f"{len(report['benchmarks'])} benchmark rows; {report.get('wall_s', 0):.0f} s; "
+        f"stages (returncode, s): {stages}"
+    )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
