@@ -53,3 +53,23 @@ def substitute(command: list[str], replace: dict[str, str], extra: list[str] = (
     for old in replace:
         assert old in command, f"{old!r} is not in README's command {command}"
     return [replace.get(w, w) for w in command] + list(extra)
+
+
+def readme_torchrun(*words: str, nproc: int) -> list[str]:
+    """The one README command under torchrun that holds all of `words`, as the argv that runs it
+    here: the launcher's words as README writes them (torchrun refuses an ambiguous prefix of its
+    own options, so a README option it would take for its own fails here too) with the process
+    count set to `nproc`, started through this Python's torch.distributed.run."""
+    import sys
+
+    found = [
+        (start, argv)
+        for start, argv in command_lines()
+        if start[:1] == ["torchrun"] and all(w in argv for w in words)
+    ]
+    assert len(found) == 1, f"README should have one torchrun command with {words}, found {found}"
+    start, argv = found[0]
+    launcher = list(start[1:])
+    i = launcher.index("--nproc_per_node")
+    launcher[i + 1] = str(nproc)
+    return [sys.executable, "-m", "torch.distributed.run", *launcher, "-m", "mmfast", *argv]

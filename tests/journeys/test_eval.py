@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 from helpers import he_init_
-from readme import readme_command, substitute
+from readme import readme_command, readme_torchrun, substitute
 from user_media import mmfast
 
 from mmfast.data import write_clip
@@ -167,3 +169,56 @@ def test_errors_name_what_is_missing(world):
     )
     assert proc.returncode == 2 and "--i3d" in proc.stderr and "never downloads" in proc.stderr
     assert not (world["root"] / "y.json").exists()
+
+
+def _without(argv: list[str], option: str) -> list[str]:
+    """argv less `option` and its value (a user who has not that weight file)."""
+    i = argv.index(option)
+    return argv[:i] + argv[i + 2 :]
+
+
+def _paths(world) -> dict[str, str]:
+    return {
+        "samples/": str(world["samples"]),
+        "~/landscape/test": str(world["test"]),
+        "i3d_pretrained_400.pt": str(world["root"] / "i3d_pretrained_400.pt"),
+        "vggish.pt": str(world["root"] / "vggish.pt"),
+    }
+
+
+def test_i3d_alone_gives_fvd_and_kvd_and_says_why_fad_is_missing(world):
+    line = _without(readme_command("eval", "--vggish"), "--vggish")
+    argv = substitute(
+        line,
+        {k: v for k, v in _paths(world).items() if k != "vggish.pt"} | {"results.json": "v.json"},
+        ["--num", "2", "--no-cache", "--no-progress"],
+    )
+    proc = mmfast(*argv, cwd=world["root"])
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((world["root"] / "v.json").read_text())
+    assert res["fvd"] > 0 and res["kvd"]["subsets"] == 100 and res["fad"] is None
+    assert set(res["not_computed"]) == {"fad"} and "--vggish" in res["not_computed"]["fad"]
+    assert "FVD" in proc.stdout and "FAD not computed: no VGGish" in proc.stdout
+    assert set(res["weights"]) == {"i3d"} and res["audio_features"] == {}
+
+
+def test_torchrun_two_processes_give_the_numbers_of_one(world, tmp_path):
+    """README's torchrun command (with VGGish alone, FAD: I3D on the CPU would take minutes) on 2
+    gloo processes, batches of one clip so that the ranks interleave, against one process. The
+    shuffled-pair sync score pairs each clip with the next, so it also checks the order."""
+    line = readme_torchrun("eval", nproc=2)
+    replace = {k: v for k, v in _paths(world).items() if k != "i3d_pretrained_400.pt"}
+    extra = ["--clips", str(CLIPS), "--no-cache", "--no-progress", "--batch-size", "1", "--sync"]
+    two = substitute(_without(line, "--i3d"), replace | {"results.json": "two.json"}, extra)
+    proc = subprocess.run(two, cwd=world["root"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("wrote") == 1  # rank 0 alone reports and writes
+    one = ["one.json" if w == "two.json" else w for w in two[two.index("mmfast") + 1 :]]
+    # torchrun runs each process on one thread; a thread count changes float sums' last bits.
+    single = mmfast(*one, cwd=world["root"], env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert single.returncode == 0, single.stderr
+    res2 = json.loads((world["root"] / "two.json").read_text())
+    res1 = json.loads((world["root"] / "one.json").read_text())
+    assert res2["fad"] > 0 and res2["fvd"] is None and set(res2["not_computed"]) == {"fvd", "kvd"}
+    for key in ("fad", "sync", "audio_features", "generated", "reference"):
+        assert res2[key] == res1[key], key

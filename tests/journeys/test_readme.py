@@ -29,6 +29,7 @@ JOURNEYS = [
     (("convert-official", "--sr"), None),
     (("eval", "--vggish"), None),  # test_eval.py
     (("eval", "--protocol", "mmdiffusion"), None),
+    (("eval",), "torchrun"),  # test_eval.py
 ]
 
 
