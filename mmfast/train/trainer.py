@@ -51,6 +51,9 @@ def build_dataset(config: TrainConfig, model_cfg, run_dir: Path) -> ClipDataset:
 
 
 def _loader(dataset: ClipDataset, config: TrainConfig, info: DistInfo, step: int) -> DataLoader:
+    """Batches of this process's draws from its next one: `num_workers` loader processes (default
+    0 for synthetic data, 4 for a folder or a clip store), each keeping 4 batches ahead, pinned
+    for the copy to a GPU."""
     workers = config.num_workers
     if workers is None:
         workers = 0 if config.data is None else 4
@@ -61,6 +64,7 @@ def _loader(dataset: ClipDataset, config: TrainConfig, info: DistInfo, step: int
         num_workers=workers,
         pin_memory=info.device.type == "cuda",
         persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
     )
 
 
