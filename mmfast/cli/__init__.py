@@ -1,8 +1,7 @@
 """The `mmfast` command: a thin layer over the Python API, one module per subcommand.
 
-Each subcommand module defines `add_parser(subparsers)` (which sets `func`) and does its heavy
-imports inside `run`. `mmfast train`'s options are made from `TrainConfig`'s fields, so building
-the parser imports the training config (and torch with it): about 2 s of `mmfast --help`.
+Each subcommand module defines `add_parser(subparsers)` (which sets `func`) and does its imports
+inside `run`, so `mmfast --help` stays fast.
 """
 
 from __future__ import annotations
@@ -10,10 +9,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from mmfast.cli import convert, demo, evaluate, plot, prepare, sample, train
+from mmfast.cli import convert, demo, evaluate, prepare, sample, train
 from mmfast.cli.options import Parser, UsageError, print_error
 
-COMMANDS = [prepare, train, sample, demo, evaluate, convert, plot]
+COMMANDS = [prepare, train, sample, demo, evaluate, convert]
 
 
 def build_parser() -> argparse.ArgumentParser:
