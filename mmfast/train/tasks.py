@@ -157,8 +157,7 @@ class CoupledTask:
             weighting=self.weighting,
             min_snr_gamma=self.gamma,
         )
-        stats = {"video": out.video, "audio": out.audio}
-        return out.loss, stats | {"timesteps": out.timesteps, "sample_error": out.sample_error}
+        return out.loss, {"video": out.video, "audio": out.audio}
 
 
 class SuperResTask:
