@@ -150,8 +150,11 @@ class ClipStore:
         probability `hflip_p` using one draw from `generator` (no draw, no flip without one)."""
         video, audio = self.get_raw(index)
         flip = generator is not None and torch.rand((), generator=generator).item() < self.hflip_p
-        video = video.to(torch.float32) / 127.5 - 1.0
-        return (video.flip(-1) if flip else video), audio.to(torch.float32) / AUDIO_SCALE
+        if flip:
+            video = video.flip(-1)
+        # In place, the folder dataset's arithmetic (x / 127.5 - 1): the same float32 values.
+        video = video.to(torch.float32).div_(127.5).sub_(1.0)
+        return video, audio.to(torch.float32).div_(AUDIO_SCALE)
 
     def get_raw(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Clip `index` as stored: (video uint8 [F, 3, S, S], audio int16 [1, L])."""
