@@ -35,7 +35,32 @@ def cuda_capability(index: int | None) -> tuple[int, int]:
     return torch.cuda.get_device_capability(index)
 
 
+def cuda_name(index: int | None) -> str:
+    """The name of CUDA device `index` (None: the current one), e.g. "Tesla T4"."""
+    return torch.cuda.get_device_name(index)
+
+
+# The first compute capability the Triton kernels run on. Below it Triton (>= 3.2) lowers tl.dot
+# to scalar FMA: no tensor cores (its MMA path for Volta was removed), and the kernels' tiles ask
+# for more shared memory than a T4 has. There PyTorch's own kernels are the fast path: SDPA's
+# memory-efficient attention (which runs on sm_50+) and cuDNN's convolutions.
+TRITON_MIN_CAPABILITY = (8, 0)
+
+
+def triton_cuda_why_not(device: torch.device) -> str | None:
+    """Why the Triton kernels should not run on CUDA device `device`, or None when they can."""
+    major, minor = cuda_capability(device.index)
+    if (major, minor) >= TRITON_MIN_CAPABILITY:
+        return None
+    return (
+        f"{cuda_name(device.index)} (compute capability {major}.{minor}) is below "
+        f"{TRITON_MIN_CAPABILITY[0]}.{TRITON_MIN_CAPABILITY[1]}: Triton >= 3.2 lowers tl.dot to "
+        "scalar FMA there (no tensor cores), so the kernels would be slower than PyTorch's; "
+        "backend='auto' takes SDPA (memory-efficient attention) for RS-MMA and cuDNN for the conv"
+    )
+
+
 # What torch.compiler.assume_constant_result does, without importing torch._dynamo here: that
 # imports triton (before a test can set TRITON_INTERPRET) and costs every `import mmfast`.
-for _fn in (interpreter_requested, cuda_capability):
+for _fn in (interpreter_requested, cuda_capability, cuda_name):
     _fn._dynamo_marked_constant = True  # type: ignore[attr-defined]

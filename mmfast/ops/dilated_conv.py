@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mmfast.ops.capability import HAS_TRITON, cuda_capability, interpreter_requested
+from mmfast.ops.capability import HAS_TRITON, interpreter_requested, triton_cuda_why_not
 from mmfast.ops.dilated_conv_reference import (
     dilated_conv1d_reference,
     norm_silu_dilated_conv1d_reference,
@@ -61,10 +61,7 @@ def _triton_why_not(x: Tensor, explicit: bool) -> str | None:
     if not explicit and (interpreter or x.device.type != "cuda"):
         return "auto never runs the Triton interpreter; it takes Triton on CUDA GPUs only"
     if x.device.type == "cuda":
-        major, minor = cuda_capability(x.device.index)
-        if (major, minor) < (8, 0):
-            return f"needs compute capability >= 8.0, got {major}.{minor}"
-        return None
+        return triton_cuda_why_not(x.device)
     if x.device.type == "cpu":
         if not interpreter:
             return "CPU tensors run only in the Triton interpreter (set TRITON_INTERPRET=1)"

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from mmfast.ops import reference
-from mmfast.ops.capability import HAS_TRITON, cuda_capability
+from mmfast.ops.capability import HAS_TRITON, triton_cuda_why_not
 from mmfast.ops.windowed_attention import AttentionBackend, Shift, register_backend
 
 KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
@@ -142,10 +142,7 @@ def triton_why_not(q: Tensor, k: Tensor, v: Tensor, shift: Shift) -> str | None:
     if q.shape[-1] not in KERNEL_HEAD_DIMS:
         return f"the kernel takes head dims {KERNEL_HEAD_DIMS}, got {q.shape[-1]}"
     if q.device.type == "cuda":
-        major, minor = cuda_capability(q.device.index)
-        if (major, minor) < (8, 0):
-            return f"compute capability {major}.{minor} < 8.0: no Triton tensor-core path"
-        return None
+        return triton_cuda_why_not(q.device)
     if q.device.type == "cpu":
         return None  # the interpreted kernel, or the op's gather implementation
     return f"tensors on {q.device.type} (the kernel runs on CUDA)"

@@ -25,6 +25,32 @@ if not torch.cuda.is_available():
     os.environ["TRITON_INTERPRET"] = "1"
 
 
+# The test modules that launch the Triton kernels on a GPU. Below compute capability 8.0 the ops
+# refuse the kernels (mmfast.ops.capability.triton_cuda_why_not), so there these modules skip,
+# with that reason.
+KERNEL_MODULES = {
+    "test_dilated_conv_triton.py",
+    "test_kernel_launch_guards.py",
+    "test_rsmma_op.py",
+    "test_rsmma_triton.py",
+    "test_rsmma_triton_gpu.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    if not torch.cuda.is_available():
+        return
+    from mmfast.ops.capability import triton_cuda_why_not
+
+    reason = triton_cuda_why_not(torch.device("cuda", torch.cuda.current_device()))
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=f"the Triton kernels do not run here: {reason}")
+    for item in items:
+        if item.path.name in KERNEL_MODULES:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _no_tf32(monkeypatch):
     """fp32 means fp32 on a GPU too: TF32 convolutions (cuDNN's default) would make the models'
