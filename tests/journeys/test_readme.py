@@ -30,6 +30,9 @@ JOURNEYS = [
     (("eval", "--vggish"), None),  # test_eval.py
     (("eval", "--protocol", "mmdiffusion"), None),
     (("eval",), "torchrun"),  # test_eval.py
+    (("prepare",), None),  # test_prepare.py
+    (("prepare",), "torchrun"),
+    (("train", "~/landscape-64"), None),
 ]
 
 
