@@ -276,25 +276,23 @@ def _decode_one(job) -> _Done:
     audio_span = StreamSpan(a_start, a_end, a_rate)
     videos, audios, kept, dropped = [], [], [], []
     try:
-        for k, video in decode_video_clips(
-            path, starts, params.frames, params.fps, plan, video_span
-        ):
-            if not isinstance(video, DamagedClip):
-                if isinstance(video, MediaError):
-                    raise video
-                s = starts[k]
-                try:
-                    audio = decode_audio(
-                        path, s, s + params.clip_seconds, params.audio_rate, audio_span
-                    )
-                except DamagedClip as e:
-                    video = e
-                else:
-                    videos.append(video.numpy())
-                    audios.append(_quantize(audio))
-                    kept.append(k)
-                    continue
-            dropped.append((k, video.at, str(video)))
+        clips = decode_video_clips(path, starts, params.frames, params.fps, plan, video_span)
+        for k, video in clips:
+            if isinstance(video, DamagedClip):
+                dropped.append((k, video.at, str(video)))
+                continue
+            if isinstance(video, MediaError):
+                raise video  # the file fails as it fails in the folder dataset
+            try:
+                audio = decode_audio(
+                    path, starts[k], starts[k] + params.clip_seconds, params.audio_rate, audio_span
+                )
+            except DamagedClip as e:
+                dropped.append((k, e.at, str(e)))
+                continue
+            videos.append(video.numpy())
+            audios.append(_quantize(audio))
+            kept.append(k)
     except MediaError as e:
         return _Done(_skip(entry, str(e).removeprefix(f"{path}: ")))
     except Exception as e:  # one odd file must not stop a long prepare
