@@ -47,7 +47,11 @@ NORM_CONFIG: dict[str, int] = dict(BLOCK_C=16, BLOCK_L=256, num_warps=4)
 
 def dw_config(x: torch.Tensor) -> dict[str, int]:
     """The weight-gradient tile config for x's device."""
-    return DW_CONFIGS["interpreter" if device.sms(x) is None else "gpu"]
+    if device.sms(x) is None:
+        return DW_CONFIGS["interpreter"]
+    if device.arch(x) < 80:  # as `conv_config`: one stage below sm_80
+        return {**DW_CONFIGS["gpu"], "num_stages": 1}
+    return DW_CONFIGS["gpu"]
 
 
 def dx_config(batch: int, length: int, c_in: int, x: torch.Tensor) -> dict[str, int]:
@@ -296,14 +300,15 @@ def gn_silu_dilated_conv_bwd(
     dx, dw, db = nothing(x.dtype), nothing(weight.dtype), nothing(weight.dtype)
     norm_dtype = norm_weight.dtype if has_norm else torch.float32
     dnw, dnb = nothing(norm_dtype), nothing(norm_dtype)
-    if need_input_grads:
-        dx, dnw, dnb = _input_grads(
-            dy, x, weight, dilation, mean, rstd, norm_weight, norm_bias, groups
-        )
-    if need_weight_grads:
-        dw, db = _weight_grads(
-            dy, x, weight, dilation, mean, rstd, norm_weight, norm_bias, groups, has_bias
-        )
+    with device.on_device(x):
+        if need_input_grads:
+            dx, dnw, dnb = _input_grads(
+                dy, x, weight, dilation, mean, rstd, norm_weight, norm_bias, groups
+            )
+        if need_weight_grads:
+            dw, db = _weight_grads(
+                dy, x, weight, dilation, mean, rstd, norm_weight, norm_bias, groups, has_bias
+            )
     return dx, dnw, dnb, dw, db
 
 

@@ -137,13 +137,23 @@ def conv_config(batch: int, length: int, c_out: int, x: torch.Tensor) -> dict[st
     if x.dtype == torch.float32:
         # fp32 operands are twice as wide: half the channels per step keeps a stage's bytes.
         cfg = {**cfg, "BLOCK_RED": 32}
+    arch = device.arch(x)
+    if arch < 80:
+        # The ops never launch these kernels below sm_80 (tl.dot has no tensor-core path there);
+        # a direct launch gets the short tiles in one stage, within a T4's 64 KB of shared memory.
+        return {**cfg, "BLOCK_L": 64, "BLOCK_OUT": 64, "num_warps": 4, "num_stages": 1}
+    if arch < 90 and cfg["BLOCK_L"] == 64:
+        # ptxas for sm_80 (bf16, 128 -> 128 channels at L = 25600, one clip): the short tiles with
+        # 4 stages were held to 128 registers and spilled 8 bytes (Triton 3.8); with 3 stages
+        # they take 141-165 registers (Triton 3.8, 3.6) and none.
+        cfg = {**cfg, "num_stages": 3}
     return cfg
 
 
 def input_precision(x: torch.Tensor) -> str:
     """tl.dot's fp32 mode: TF32 where PyTorch's own convolutions may use it (cuDNN's flag), else
     IEEE fp32. 16-bit operands ignore it; they get Triton's default."""
-    if x.dtype != torch.float32 or (device.sms(x) is not None and torch.backends.cudnn.allow_tf32):
+    if x.dtype != torch.float32 or (device.sms(x) is not None and device.allow_tf32_convs()):
         return "tf32"
     return "ieee"
 
@@ -251,25 +261,26 @@ def gn_silu_dilated_conv_fwd(
     w = weight.permute(2, 1, 0).contiguous()  # [K, Cin, Cout]: contiguous rows of output channels
     cfg = conv_config(b, length, c_out, x)
     grid = (triton.cdiv(c_out, cfg["BLOCK_OUT"]) * triton.cdiv(length, cfg["BLOCK_L"]), b)
-    gn_silu_dilated_conv_fwd_kernel[grid](
-        x,
-        w,
-        bias if bias is not None else y,  # unused pointers get y
-        mean if has_norm else y,
-        rstd if has_norm else y,
-        norm_weight if has_norm else y,
-        norm_bias if has_norm else y,
-        y,
-        c_in,
-        c_out,
-        length,
-        groups if has_norm else 1,
-        c_in // groups if has_norm else c_in,
-        dilation,
-        K=k,
-        HAS_NORM=has_norm,
-        HAS_BIAS=bias is not None,
-        INPUT_PRECISION=input_precision(x),
-        **cfg,
-    )
+    with device.on_device(x):
+        gn_silu_dilated_conv_fwd_kernel[grid](
+            x,
+            w,
+            bias if bias is not None else y,  # unused pointers get y
+            mean if has_norm else y,
+            rstd if has_norm else y,
+            norm_weight if has_norm else y,
+            norm_bias if has_norm else y,
+            y,
+            c_in,
+            c_out,
+            length,
+            groups if has_norm else 1,
+            c_in // groups if has_norm else c_in,
+            dilation,
+            K=k,
+            HAS_NORM=has_norm,
+            HAS_BIAS=bias is not None,
+            INPUT_PRECISION=input_precision(x),
+            **cfg,
+        )
     return y, mean, rstd

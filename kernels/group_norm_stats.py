@@ -43,7 +43,8 @@ def group_norm_stats_fwd_kernel(x, mean, rstd, N, eps, BLOCK: tl.constexpr):
 
 
 def group_norm_stats(x: torch.Tensor, groups: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """mean, rstd: [B, G] fp32 of x: [B, C, L] (any float dtype, contiguous, C % G == 0, L >= 1)."""
+    """mean, rstd: [B, G] fp32 of x: [B, C, L] (any float dtype, contiguous, C % G == 0); NaN
+    where L = 0."""
     b, c, length = x.shape
     if not x.is_contiguous():
         raise ValueError("group_norm_stats needs a contiguous x")
@@ -51,11 +52,14 @@ def group_norm_stats(x: torch.Tensor, groups: int, eps: float) -> tuple[torch.Te
         raise ValueError(f"groups={groups} must divide the {c} channels")
     mean = torch.empty(b, groups, device=x.device, dtype=torch.float32)
     rstd = torch.empty(b, groups, device=x.device, dtype=torch.float32)
-    if b == 0:
-        return mean, rstd
     n = (c // groups) * length
+    if n == 0 or b == 0:
+        # No elements, no statistics (as F.group_norm's NaN); and the kernel's first read would
+        # lie past an empty group.
+        return mean.fill_(float("nan")), rstd.fill_(float("nan"))
     # GPU: 2048 lanes over 8 warps, 16 B per thread per load. The CPU interpreter pays per
     # operation, not per lane: 4096 lanes make one step for most test groups.
     block = 4096 if device.sms(x) is None else 2048
-    group_norm_stats_fwd_kernel[(b * groups,)](x, mean, rstd, n, eps, BLOCK=block, num_warps=8)
+    with device.on_device(x):
+        group_norm_stats_fwd_kernel[(b * groups,)](x, mean, rstd, n, eps, BLOCK=block, num_warps=8)
     return mean, rstd
