@@ -24,7 +24,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .rsmma_fwd import (
+from mmfast.kernels import device
+from mmfast.kernels.rsmma_fwd import (
     LOG2E,
     TileConfig,
     _own_rows,
@@ -33,7 +34,6 @@ from .rsmma_fwd import (
     check_out,
     check_qkv,
     input_precision,
-    on_device,
     own_tiling,
     pick_config,
     shift_args,
@@ -42,22 +42,43 @@ from .rsmma_fwd import (
 
 # ----------------------------------------------------------------------------- configs
 def dkdv_config(
-    seg_q: int, seg_k: int, n_segments: int, window: int, head_dim: int, fp32: bool = False
+    seg_q: int,
+    seg_k: int,
+    n_segments: int,
+    window: int,
+    head_dim: int,
+    fp32: bool = False,
+    arch: int = 90,
 ) -> TileConfig:
     """dK/dV: keys owned (two [BLOCK_KV, D] fp32 accumulators), queries looped."""
     # Two accumulators plus K and V held in registers: 128 owned rows only up to D = 64.
-    max_own = 128 if head_dim <= 64 else 64
-    return pick_config(
-        seg_k, seg_q, n_segments, window, head_dim, max_own, 64, accumulators=2, fp32=fp32
-    )
+    max_own, max_loop = (128 if head_dim <= 64 else 64), 64
+    if arch < 90:
+        # ptxas for sm_80 (mma.sync keeps operand fragments in registers too): Triton 3.6 spilled
+        # 128 keys at D = 64 (255 registers, 16 bytes of stack; 64 keys: 247 and none), and both
+        # versions spilled 64 x 64 tiles at D = 128 (255 registers, 16-24 bytes; 64 x 32: 172).
+        max_own = 64
+        if head_dim >= 128:
+            max_loop = 32
+    return pick_config(seg_k, seg_q, n_segments, window, head_dim, max_own, max_loop, 2, fp32, arch)
 
 
 def dq_config(
-    seg_q: int, seg_k: int, n_segments: int, window: int, head_dim: int, fp32: bool = False
+    seg_q: int,
+    seg_k: int,
+    n_segments: int,
+    window: int,
+    head_dim: int,
+    fp32: bool = False,
+    arch: int = 90,
 ) -> TileConfig:
     """dQ: queries owned (Q, dO and the dQ accumulator in registers), keys looped."""
-    max_own = 128 if head_dim <= 64 else 64
-    return pick_config(seg_q, seg_k, n_segments, window, head_dim, max_own, 64, fp32=fp32)
+    max_own, max_loop = (128 if head_dim <= 64 else 64), 64
+    if arch < 90 and head_dim >= 128:
+        # ptxas for sm_86 (Triton 3.8, bf16) held 64 x 64 tiles on 8 warps to 128 registers and
+        # spilled 8-16 bytes; 64 x 32 take 126-128 (Triton 3.6, 3.8) and none.
+        max_loop = 32
+    return pick_config(seg_q, seg_k, n_segments, window, head_dim, max_own, max_loop, 1, fp32, arch)
 
 
 PREPROCESS_BLOCK_L = 64
@@ -418,7 +439,7 @@ def rsmma_bwd(
     p_shift = shift_t if shift_t is not None else delta  # unused without HAS_SHIFT_TENSOR
     prec = input_precision(q.dtype)
 
-    with on_device(q):
+    with device.on_device(q):
         pre_progs = triton.cdiv(lq, PREPROCESS_BLOCK_L)
         rsmma_bwd_kernel_preprocess[(b * h * pre_progs,)](
             out,
@@ -433,8 +454,8 @@ def rsmma_bwd(
             BLOCK_L=PREPROCESS_BLOCK_L,
         )
 
-        fp32 = q.dtype == torch.float32
-        cfg = dkdv_cfg or dkdv_config(seg_q, seg_k, segments, window, d, fp32)
+        fp32, arch = q.dtype == torch.float32, device.arch(q)
+        cfg = dkdv_cfg or dkdv_config(seg_q, seg_k, segments, window, d, fp32, arch)
         segs_per_prog, tiles_per_seg = own_tiling(seg_k, segments, cfg.block_own)
         progs = triton.cdiv(segments, segs_per_prog) * tiles_per_seg
         rsmma_bwd_kernel_dkdv[(b * h * progs,)](
@@ -473,7 +494,7 @@ def rsmma_bwd(
             num_stages=cfg.num_stages,
         )
 
-        cfg = dq_cfg or dq_config(seg_q, seg_k, segments, window, d, fp32)
+        cfg = dq_cfg or dq_config(seg_q, seg_k, segments, window, d, fp32, arch)
         segs_per_prog, tiles_per_seg = own_tiling(seg_q, segments, cfg.block_own)
         progs = triton.cdiv(segments, segs_per_prog) * tiles_per_seg
         rsmma_bwd_kernel_dq[(b * h * progs,)](

@@ -18,7 +18,6 @@ for dK/dV. After the Triton tutorial `06-fused-attention.py` and FlashAttention-
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
@@ -26,6 +25,8 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+
+from mmfast.kernels import device
 
 LOG2E = 1.4426950408889634
 HEAD_DIMS = (16, 32, 64, 128)
@@ -116,6 +117,7 @@ def pick_config(
     max_loop: int = 64,
     accumulators: int = 1,
     fp32: bool = False,
+    arch: int = 90,
 ) -> TileConfig:
     """A tiling for segments of seg_own owned rows that loop over runs of seg_loop-token segments.
 
@@ -132,6 +134,16 @@ def pick_config(
     if fp32:
         max_own = min(max_own, 64 if head_dim <= 64 else 16)
         max_loop = min(max_loop, 16)
+    if fp32 and arch < 90:
+        # Before Hopper, ptxas held 8-warp fp32 tiles of D = 64 to 64-80 registers and spilled
+        # 8-16 bytes (sm_80 and sm_86: the forward's and dQ's 64 x 16 tiles), and 64 x 16 tiles on
+        # 4 warps still took 255 registers and 8 bytes on sm_86; 32 x 16 tiles on 4 warps take
+        # 72-110 registers in all three kernels (D = 128: 16 x 16, 70-91).
+        max_own = min(max_own, 32)
+    if arch < 80:
+        # The ops never launch these kernels below sm_80 (tl.dot has no tensor-core path there);
+        # a direct launch gets small single-stage tiles, within a T4's 64 KB of shared memory.
+        max_own, max_loop = min(max_own, 64), min(max_loop, 32)
     owns = [b for b in (128, 64, 32, 16) if b <= max_own]
     block_own = max(owns, key=lambda b: _own_efficiency(seg_own, n_segments, window, b))
     g, _ = own_tiling(seg_own, n_segments, block_own)
@@ -146,18 +158,42 @@ def pick_config(
     # 2 stages for D = 128 keep the K/V ring near 100 KB.
     fp32_tiles = accumulators * block_own * head_dim + 2 * block_own * block_loop
     small = fp32_tiles <= 96 * 4 * 32 and (not fp32 or head_dim <= 32)
-    num_warps = 4 if small else 8
+    num_warps = 4 if small or (fp32 and arch < 90) else 8
+    if arch < 90 and head_dim >= 128 and not fp32:
+        # ptxas for sm_80 held 64 x 32 tiles at D = 128 on 4 warps to 168 registers and spilled
+        # 8 bytes (the forward, key segments of 64 and 100 tokens); on 8 warps they take 128-137.
+        num_warps = 8
     num_stages = 2 if head_dim >= 128 or fp32 else 3
+    if arch < 80:
+        num_stages = 1
     return TileConfig(block_own, block_loop, num_warps, num_stages)
 
 
 def fwd_config(
-    seg_q: int, seg_k: int, n_segments: int, window: int, head_dim: int, fp32: bool = False
+    seg_q: int,
+    seg_k: int,
+    n_segments: int,
+    window: int,
+    head_dim: int,
+    fp32: bool = False,
+    arch: int = 90,
 ) -> TileConfig:
-    """The forward's tiling: queries owned, keys looped."""
+    """The forward's tiling: queries owned, keys looped; arch: the compute capability (80: sm_80)."""
     # D = 128 keeps a [128, 128] fp32 accumulator, so the key tile stays at 64.
+    max_own, max_loop = 128, 64
+    if arch < 90:
+        # Before Hopper the dots are mma.sync, whose operand fragments live in registers beside
+        # the accumulator. ptxas (Triton 3.6 and 3.8, bf16): at D = 128, 128 x 64 tiles on 8 warps
+        # took 255 registers and 56 bytes of stack on sm_80, and 64 x 64 ones were held to 128
+        # registers with 16 bytes of spills on sm_86 (64 queries x 25 keys, window 8); 64 x 32
+        # take 128-137 and none. At D = 32, 128 x 64 tiles on 8 warps were held to 128 registers
+        # and spilled 8-16 bytes on sm_80; 128 x 32: 86.
+        if head_dim >= 128:
+            max_own, max_loop = 64, 32
+        elif head_dim <= 32:
+            max_loop = 32
     return pick_config(
-        seg_q, seg_k, n_segments, window, head_dim, max_own=128, max_loop=64, fp32=fp32
+        seg_q, seg_k, n_segments, window, head_dim, max_own, max_loop, fp32=fp32, arch=arch
     )
 
 
@@ -271,11 +307,6 @@ def check_device(t: Tensor) -> None:
     )
 
 
-def on_device(t: Tensor) -> contextlib.AbstractContextManager:
-    """Launch on t's GPU, not the current one (Triton launches on the current device)."""
-    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
-
-
 def check_qkv(q: Tensor, k: Tensor, v: Tensor, segments: int, window: int) -> None:
     """Raise TypeError / ValueError for inputs the kernels cannot run, naming expected and got."""
     for name, t in (("q", q), ("k", k), ("v", v)):
@@ -367,14 +398,15 @@ def rsmma_fwd(
     out = torch.empty(b, h, lq, d, dtype=q.dtype, device=q.device) if out is None else out
     lse = torch.empty(b, h, lq, dtype=torch.float32, device=q.device) if lse is None else lse
     seg_q, seg_k = lq // segments, lk // segments
-    cfg = config or fwd_config(seg_q, seg_k, segments, window, d, q.dtype == torch.float32)
+    fp32 = q.dtype == torch.float32
+    cfg = config or fwd_config(seg_q, seg_k, segments, window, d, fp32, device.arch(q))
     segs_per_prog, tiles_per_seg = own_tiling(seg_q, segments, cfg.block_own)
     progs_per_bh = triton.cdiv(segments, segs_per_prog) * tiles_per_seg
 
     def grid(meta):
         return (b * h * progs_per_bh,)
 
-    with on_device(q):
+    with device.on_device(q):
         rsmma_fwd_kernel[grid](
             q,
             k,

@@ -144,6 +144,24 @@ def test_configs_follow_the_segment_lengths():
     assert dkdv_config(64, 64, 16, 4, 128).block_own <= 64  # D = 128: two fp32 accumulators
 
 
+@pytest.mark.parametrize("arch", [80, 86, 89])
+def test_configs_before_hopper_keep_register_tiles_small(arch):
+    """mma.sync (sm_80-sm_89) holds operand fragments in registers beside the accumulators: the
+    tiles that spilled there under ptxas (tests/ops/check_compile.py --arch 80) are not picked,
+    and sm_90 keeps its larger ones."""
+    for sq, sk, w in MODEL_SHAPES:
+        assert dkdv_config(sq, sk, 16, w, 64, arch=arch).block_own <= 64
+        for config in (fwd_config, dq_config, dkdv_config):
+            cfg = config(sq, sk, 16, w, 128, arch=arch)
+            assert cfg.block_own <= 64 and cfg.block_loop <= 32
+        assert fwd_config(sq, sk, 16, w, 32, arch=arch).block_loop <= 32
+        for config in (fwd_config, dq_config, dkdv_config):
+            cfg = config(sq, sk, 16, w, 64, fp32=True, arch=arch)
+            assert cfg.num_warps == 4 and cfg.block_own <= 32
+    assert fwd_config(256, 100, 16, 4, 128, arch=90).block_own == 128
+    assert dkdv_config(100, 256, 16, 4, 64, arch=90).block_own == 128
+
+
 @pytest.mark.parametrize(
     "change,err,match",
     [
