@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from mmfast.data.synthetic import av_sync_scores, frame_scores, reference_pairs
+from mmfast.eval.synthetic import av_sync_scores, frame_scores, reference_pairs
 from mmfast.generate import audio_rate, generate, load_model
 from mmfast.models import CoupledUNet
 from mmfast.train import get_train_config, train

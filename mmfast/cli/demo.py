@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from mmfast.data import write_clip, write_preview
-    from mmfast.data.synthetic import av_sync_scores, frame_scores, reference_pairs
+    from mmfast.eval.synthetic import av_sync_scores, frame_scores, reference_pairs
     from mmfast.generate import audio_rate, generate, load_model
     from mmfast.train import get_train_config, train
 
