@@ -12,6 +12,9 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from mmfast.train import option as bounds
+from mmfast.train.option import Bound
+
 # Errors that mean "bad input" when they come out of the library while it handles one option:
 # ValueError covers MediaError and safetensors' own errors are re-raised as ValueError there.
 INPUT_ERRORS = (ValueError, TypeError, OSError, KeyError)
@@ -28,26 +31,28 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _number(kind: type, test: Callable[[float], bool], expected: str) -> Callable[[str], object]:
+def number(bound: Bound) -> Callable[[str], object]:
+    """An argparse type that parses `bound.kind` and refuses what `bound.test` does not accept."""
+
     def parse(text: str):
         try:
-            value = kind(text)
+            value = bound.kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
-        if not test(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected {bound.expected}, got {text!r}") from None
+        if not bound.test(value):
+            raise argparse.ArgumentTypeError(f"expected {bound.expected}, got {text!r}")
         return value
 
-    parse.__name__ = expected  # argparse names the type in some messages
+    parse.__name__ = bound.expected  # argparse names the type in some messages
     return parse
 
 
-positive_int = _number(int, lambda x: x >= 1, "a positive integer")
-nonnegative_int = _number(int, lambda x: x >= 0, "an integer >= 0")
-positive_float = _number(float, lambda x: x > 0 and x != float("inf"), "a positive number")
-nonnegative_float = _number(float, lambda x: x >= 0 and x != float("inf"), "a number >= 0")
-probability = _number(float, lambda x: 0.0 <= x <= 1.0, "a probability in [0, 1]")
-ema_rate = _number(float, lambda x: 0.0 <= x < 1.0, "an EMA rate in [0, 1)")
+positive_int = number(bounds.POSITIVE_INT)
+nonnegative_int = number(bounds.NONNEGATIVE_INT)
+positive_float = number(bounds.POSITIVE)
+nonnegative_float = number(bounds.NONNEGATIVE)
+probability = number(bounds.PROBABILITY)
+ema_rate = number(bounds.EMA_RATE)
 
 
 @contextlib.contextmanager

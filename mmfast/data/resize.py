@@ -7,14 +7,20 @@ padding and cropping are done on the tensor.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import av
 import torch
 import torch.nn.functional as F
 
-Resize = Literal["letterbox", "center-crop"]
-RESIZE_MODES: tuple[str, ...] = ("letterbox", "center-crop")
+from mmfast.choice import Choice
+
+
+class Resize(Choice):
+    LETTERBOX = "letterbox"  # the release's
+    CENTER_CROP = "center-crop"
+
+
+RESIZE_MODES: tuple[str, ...] = tuple(r.value for r in Resize)
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,29 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from mmfast.diffusion import PREDICTIONS, WEIGHTINGS
+from mmfast.choice import Choice, choice
+from mmfast.data.resize import Resize
+from mmfast.diffusion import Prediction, Weighting
 from mmfast.models.config import CoupledUNetConfig, get_config
 from mmfast.models.sr_config import SR_PRESETS, SuperResConfig, get_sr_config
+from mmfast.train.option import (
+    EMA_RATE,
+    NONNEGATIVE,
+    NONNEGATIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    PROBABILITY,
+    option,
+)
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+
+class Precision(Choice):
+    FP32 = "fp32"
+    FP16 = "fp16"  # autocast + GradScaler (the V100 recipe)
+    BF16 = "bf16"
+
+
+PRECISIONS = tuple(p.value for p in Precision)
 
 
 @dataclass(frozen=True)
@@ -20,42 +38,72 @@ class TrainConfig:
     data: a folder of videos with sound, or None for the built-in synthetic dataset. batch_size is
     per process (the global batch is batch_size x world size). max_minutes bounds the wall time
     (the run stops at the first step boundary after it and writes a checkpoint).
+
+    A field written with `option(default, help, ...)` is also an option of `mmfast train` (and of
+    `mmfast train-sr` unless its `stages` leave "sr" out); its flag is --field-name unless named.
+    Choices are enums and take their string values too (from the CLI, JSON or a caller).
     """
 
     model: str = "mmdiffusion-64"
     model_overrides: tuple[tuple[str, object], ...] = ()
-    data: str | None = None
+    data: str | None = option(None, "folder of .mp4/.mkv/.webm/.avi files; omit for synthetic data")
     fps: float = 10.0
-    hflip_p: float = 0.0
-    resize: str = "letterbox"
+    hflip_p: float = option(
+        0.0, "horizontal flip probability (folder data)", flag="--hflip", bound=PROBABILITY
+    )
+    resize: Resize = option(Resize.LETTERBOX, "how frames are fitted to the model size")
     synthetic_clips: int = 100_000
-    steps: int = 100_000
-    batch_size: int = 4
-    lr: float = 1e-4
+    steps: int = option(100_000, "total steps of the run", bound=POSITIVE_INT)
+    batch_size: int = option(4, "clips per process and step", bound=POSITIVE_INT)
+    lr: float = option(1e-4, "AdamW learning rate", bound=POSITIVE)
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
-    ema_rate: float = 0.9999
+    ema_rate: float = option(
+        0.9999, "EMA rate (default 0.9999 for the release preset)", flag="--ema", bound=EMA_RATE
+    )
     ema_warmup: bool = False  # min(rate, (1 + n) / (10 + n)): for short runs
-    grad_clip: float | None = 1.0
-    precision: str = "fp32"
-    compile: bool = False
-    activation_checkpointing: bool = False
+    grad_clip: float | None = option(
+        1.0, "gradient norm clip (0 disables)", bound=NONNEGATIVE, zero_is_none=True
+    )
+    precision: Precision = option(Precision.FP32, "fp16 = autocast + GradScaler (the V100 recipe)")
+    compile: bool = option(False, "torch.compile the model")
+    activation_checkpointing: bool = option(False, "recompute activations in backward")
     loss_weights: tuple[float, float] = (1.0, 1.0)
-    # What the model learns to predict (eps: the release, needed by its checkpoints; v; x0) and
-    # how timesteps are weighted (uniform: the release; min-snr: min(SNR, gamma), Hang et al.).
-    prediction: str = "eps"
-    loss_weighting: str = "uniform"
-    min_snr_gamma: float = 5.0
-    warmup_steps: int = 0  # linear learning-rate warmup from lr / warmup_steps
-    seed: int = 0
-    log_every: int = 10
-    checkpoint_every: int = 1000
-    max_minutes: float | None = None
-    num_workers: int | None = None  # None: 0 for synthetic data, up to 4 for a folder
+    prediction: Prediction = option(
+        Prediction.EPS,
+        "what the model predicts: eps (the release; its checkpoints need it), v or x0",
+        stages=("base",),
+    )
+    loss_weighting: Weighting = option(
+        Weighting.UNIFORM,
+        "timestep weights: uniform (the release) or min(SNR, gamma) (Hang et al. 2023)",
+        stages=("base",),
+    )
+    min_snr_gamma: float = option(5.0, "gamma of min-snr", bound=POSITIVE, stages=("base",))
+    warmup_steps: int = option(
+        0, "linear learning-rate warmup over this many steps", bound=NONNEGATIVE_INT
+    )
+    seed: int = option(0, "the run's random seed", bound=NONNEGATIVE_INT)
+    log_every: int = option(10, "steps between log lines", bound=POSITIVE_INT)
+    checkpoint_every: int = option(1000, "steps between checkpoints", bound=POSITIVE_INT)
+    max_minutes: float | None = option(
+        None, "stop (with a checkpoint) after this wall time", flag="--minutes", bound=POSITIVE
+    )
+    num_workers: int | None = option(
+        None,
+        "data loader processes (default: 0 for synthetic data, up to 4 for a folder)",
+        flag="--workers",
+        bound=NONNEGATIVE_INT,
+    )
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for name, kind in (
+            ("precision", Precision),
+            ("resize", Resize),
+            ("prediction", Prediction),
+            ("loss_weighting", Weighting),
+        ):
+            object.__setattr__(self, name, choice(kind, getattr(self, name), name))
         for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -63,16 +111,8 @@ class TrainConfig:
             raise ValueError(f"ema_rate must be in [0, 1), got {self.ema_rate}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        if self.resize not in ("letterbox", "center-crop"):
-            raise ValueError(f"resize must be 'letterbox' or 'center-crop', got {self.resize!r}")
         if "prediction" in dict(self.model_overrides):
             raise ValueError("set the prediction target with `prediction`, not a model override")
-        if self.prediction not in PREDICTIONS:
-            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
-        if self.loss_weighting not in WEIGHTINGS:
-            raise ValueError(
-                f"loss_weighting must be one of {WEIGHTINGS}, got {self.loss_weighting!r}"
-            )
         if self.min_snr_gamma <= 0:
             raise ValueError(f"min_snr_gamma must be positive, got {self.min_snr_gamma}")
         if self.warmup_steps < 0:
@@ -92,7 +132,7 @@ class TrainConfig:
         overrides = dict(self.model_overrides)
         if self.stage == "sr":
             return get_sr_config(self.model, **overrides)
-        return get_config(self.model, **{"prediction": self.prediction, **overrides})
+        return get_config(self.model, **{"prediction": self.prediction.value, **overrides})
 
     def learning_rate(self, step: int) -> float:
         """The rate of step `step` (0-based): linear warmup over `warmup_steps`, then `lr`."""
