@@ -35,9 +35,10 @@ PRECISIONS = tuple(p.value for p in Precision)
 class TrainConfig:
     """Everything a run needs besides its output directory.
 
-    data: a folder of videos with sound, or None for the built-in synthetic dataset. batch_size is
-    per process (the global batch is batch_size x world size). max_minutes bounds the wall time
-    (the run stops at the first step boundary after it and writes a checkpoint).
+    data: a folder of videos with sound or a clip store (`mmfast.data.prepare`), or None for the
+    built-in synthetic dataset. batch_size is per process (the global batch is batch_size x world
+    size). max_minutes bounds the wall time (the run stops at the first step boundary after it and
+    writes a checkpoint).
 
     A field written with `option(default, help, ...)` is also an option of `mmfast train` (and of
     `mmfast train-sr` unless its `stages` leave "sr" out); its flag is --field-name unless named.
@@ -46,7 +47,11 @@ class TrainConfig:
 
     model: str = "mmdiffusion-64"
     model_overrides: tuple[tuple[str, object], ...] = ()
-    data: str | None = option(None, "folder of .mp4/.mkv/.webm/.avi files; omit for synthetic data")
+    data: str | None = option(
+        None,
+        "folder of .mp4/.mkv/.webm/.avi files, or a clip store made by `mmfast prepare`; omit for "
+        "synthetic data",
+    )
     fps: float = 10.0
     hflip_p: float = option(
         0.0, "horizontal flip probability (folder data)", flag="--hflip", bound=PROBABILITY
@@ -91,7 +96,7 @@ class TrainConfig:
     )
     num_workers: int | None = option(
         None,
-        "data loader processes (default: 0 for synthetic data, up to 4 for a folder)",
+        "data loader processes (default: 0 for synthetic data, 4 for a folder or a clip store)",
         flag="--workers",
         bound=NONNEGATIVE_INT,
     )
