@@ -25,12 +25,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 import torchaudio.functional as AF
 
 from mmfast.data.probe import MediaError, StreamSpan, error_reason, frame_time, open_input
+from mmfast.data.pyav import av
 from mmfast.data.resize import FitPlan, fit_frame, to_unit_range
 
 # Float slack when comparing a frame's timestamp with a wanted instant (well below any frame period).

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
+from mmfast.data.pyav import av
 
 
 class MediaError(ValueError):

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import av
 import torch
 import torch.nn.functional as F
 
 from mmfast.choice import Choice
+from mmfast.data.pyav import av
 
 
 class Resize(Choice):

@@ -5,12 +5,12 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 import torch.nn.functional as F
 import torchaudio.functional as AF
 
+from mmfast.data.pyav import av
 from mmfast.files import atomic_path
 
 # AAC sample rates that players handle everywhere; others (the tiny preset's 2560 Hz) are resampled.
