@@ -211,7 +211,7 @@ def write_report(out: Path, report: dict) -> None:
     os.replace(tmp, out / "gpu_check.json")
 
 
-def stage_command(name: str, out: Path, cuda: bool, cpus: int) -> list[str] | None:
+def stage_command(name: str, out: Path, cuda: bool, cpus: int) -> list[str]:
     py = sys.executable
     plugin = ["-p", "no:cacheprovider", "-p", "gpu_check_plugin"]
     if name == "smoke":
@@ -225,7 +225,10 @@ def stage_command(name: str, out: Path, cuda: bool, cpus: int) -> list[str] | No
             cmd += [f"--timeout={TEST_TIMEOUT}", "--timeout-method=signal"]
         return cmd + [f"--junitxml={out / 'tests.xml'}"]
     if name == "user_path":
-        return [py, "benchmarks/gpu_user_path.py", str(out / "user_path.jsonl")] if cuda else None
+        # Without a GPU only its imports run: a package the image lacks shows here, not on the GPU.
+        return [py, "benchmarks/gpu_user_path.py", str(out / "user_path.jsonl")] + (
+            [] if cuda else ["--imports-only"]
+        )
     suite = name.removeprefix("bench_")
     return [
         py,
@@ -274,12 +277,6 @@ def main() -> int:
         slot = max(left * share / sum(s for _, s in STAGES[i:]), MIN_SLOT)
         cmd = stage_command(name, out, cuda, os.cpu_count() or 1)
         jsonl = out / f"{name}.jsonl"
-        if cmd is None:
-            report["stages"][name] = {
-                "skipped": "no CUDA device: the released-size user path runs on a GPU only"
-            }
-            write_report(out, report)
-            continue
         stage_env = dict(env, MMFAST_RESULTS_JSONL=str(jsonl))
         limit = slot
         if name.startswith("bench_"):
@@ -305,7 +302,8 @@ def main() -> int:
     smoke_ok = bool(report["smoke"]) and all(r.get("ok") for r in report["smoke"])
     t = report["tests"]
     tests_ok = not t.get("collect_errors") and not t.get("failed") and not t.get("errors")
-    return 0 if smoke_ok and tests_ok else 1
+    user_path_ok = bool(report["user_path"]) and all(r.get("ok", True) for r in report["user_path"])
+    return 0 if smoke_ok and tests_ok and user_path_ok else 1
 
 
 def summary(report: dict) -> str:

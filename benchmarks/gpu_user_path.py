@@ -203,8 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sr-max-clips", type=int, default=4)
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--precisions", default="fp16,bf16")
+    parser.add_argument(
+        "--imports-only",
+        action="store_true",
+        help="record that this module's imports (the trainer, generation, the models) work, and stop",
+    )
     args = parser.parse_args(argv)
     out = Results(args.results)
+    if args.imports_only:
+        out.write({"what": "imports", "ok": True, "skipped": "no run: released sizes need a GPU"})
+        return 0
     device = _device()
     out.write(
         {

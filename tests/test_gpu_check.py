@@ -84,10 +84,11 @@ def test_every_stage_reports(gpu_check_run):
     assert report["environment"]["cuda_available"] is False
     assert [name for name, _ in STAGES] == list(report["stages"])
     for name, stage in report["stages"].items():
-        if name == "user_path":
-            assert "GPU" in stage["skipped"]
-        else:
-            assert "returncode" in stage and stage["seconds"] > 0, (name, stage)
+        assert "returncode" in stage and stage["seconds"] > 0, (name, stage)
+    # Without a GPU the user path only imports the trainer, generation and the models, without
+    # PyAV as on the image: that much must work.
+    assert report["stages"]["user_path"]["returncode"] == 0, report["stages"]["user_path"]
+    assert [(r["what"], r["ok"]) for r in report["user_path"]] == [("imports", True)]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
