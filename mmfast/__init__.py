@@ -1,6 +1,6 @@
 """mmfast: fast MM-Diffusion, joint audio-video generation with fused Triton kernels.
 
-Entry points: `mmfast.models.CoupledUNet`, `mmfast.ops.windowed_cross_attention`, the `mmfast`
+Entry points: `mmfast.models.CoupledUNet`, `mmfast.ops.rsmma_attention`, `mmfast.models.load_model`, the `mmfast`
 command (`python -m mmfast`).
 """
 

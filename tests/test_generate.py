@@ -1,15 +1,16 @@
-"""`mmfast.generate.generate`'s seeding: per-batch generators by default, the release's single
-generator across batches with timesteps="release"."""
+"""`mmfast.generate.generate`'s seeding: a generator per clip by default, seeded by (seed, k), the
+release's single generator across batches with timesteps="release"."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 from torch import nn
 
 from mmfast.diffusion import sample
-from mmfast.generate import generate
+from mmfast.generate import clip_generators, clip_seed, generate
 
 CONFIG = SimpleNamespace(
     video_frames=2,
@@ -52,14 +53,28 @@ def test_release_batches_share_one_generator():
         torch.testing.assert_close(a, torch.cat([e[1] for e in expected]).clamp(-1, 1))
 
 
-def test_default_batches_are_seeded_each():
+def test_clip_k_is_a_function_of_seed_and_k():
+    """Any batch size, any subset of clips, conditioned or not: clip k is the same (the stand-in
+    denoiser is element-wise, so rows of different batches compare exactly)."""
     model = Shrink()
-    v, _ = generate(model, 4, batch_size=2, sampler="ddpm", steps=5, seed=3)
-    first = sample(
-        model,
-        *_shapes(2),
-        sampler="ddpm",
-        steps=5,
-        generator=torch.Generator().manual_seed(3 * 1_000_003 + 1),
-    )[0]
-    torch.testing.assert_close(v[2:], first.clamp(-1, 1))
+    opts = {"sampler": "ddpm", "steps": 5, "seed": 3}  # ancestral: every step draws noise
+    v4, a4 = generate(model, 4, batch_size=3, **opts)
+    v1, a1 = generate(model, 4, batch_size=1, clips=[3, 1], **opts)
+    assert torch.equal(v4[[3, 1]], v1) and torch.equal(a4[[3, 1]], a1)
+    alone = sample(model, *_shapes(1), sampler="ddpm", steps=5, generator=clip_generators(3, [2]))
+    with torch.no_grad():
+        torch.testing.assert_close(v4[2:3], alone[0].clamp(-1, 1), rtol=0, atol=0)
+    assert not torch.equal(v4[0], v4[1])
+    given = {"condition_audio": torch.zeros(1, 8), "method": "replacement"}
+    c4 = generate(model, 4, batch_size=4, **given, **opts)[0]
+    c1 = generate(model, 4, batch_size=1, clips=[2], **given, **opts)[0]
+    assert torch.equal(c4[2:3], c1)
+
+
+def test_clip_seeds_are_distinct_and_the_release_order_takes_no_subset():
+    seeds = {clip_seed(s, k) for s in range(3) for k in range(1000)}
+    assert len(seeds) == 3000 and all(0 <= x < 2**63 for x in seeds)
+    with pytest.raises(ValueError, match="no clips subset"):
+        generate(Shrink(), 4, clips=[1], timesteps="release", sampler="ddpm", steps=2)
+    with pytest.raises(ValueError, match="distinct indices"):
+        generate(Shrink(), 4, clips=[1, 4], sampler="ddpm", steps=2)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 
-from mmfast.cli import convert, demo, evaluate, prepare, sample, train
+from mmfast.cli import convert, demo, evaluate, plot, prepare, sample, train
 from mmfast.cli.options import Parser, UsageError, print_error
 
-COMMANDS = [prepare, train, sample, demo, evaluate, convert]
+COMMANDS = [prepare, train, sample, demo, evaluate, convert, plot]
 
 
 def build_parser() -> argparse.ArgumentParser:

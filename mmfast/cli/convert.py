@@ -30,10 +30,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mmfast.models import CoupledUNet, SuperResUNet, load_model
     from mmfast.models.config import PRESETS
-    from mmfast.models.official import load_official
+    from mmfast.models.official import read_official_state_dict
     from mmfast.models.sr_config import SR_PRESETS
-    from mmfast.models.sr_official import load_official_sr
 
     presets = SR_PRESETS if args.sr else PRESETS
     preset = args.preset or ("sr-256" if args.sr else "mmdiffusion-64")
@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"DEST {args.dest}: expected a file name ending in .safetensors")
     dest = writable_file("DEST", args.dest)
     with option("SOURCE", args.source):
-        model = (load_official_sr if args.sr else load_official)(args.source, preset)
+        kind = SuperResUNet if args.sr else CoupledUNet
+        model = load_model(read_official_state_dict(args.source), kind=kind, config=preset)
     model.save(dest)
     n = sum(p.numel() for p in model.parameters())
     print(f"wrote {dest}: {type(model).__name__}, {n:,} parameters, preset {preset}")

@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     from mmfast.data import write_clip, write_preview
     from mmfast.eval.synthetic import av_sync_scores, frame_scores, reference_pairs
-    from mmfast.generate import audio_rate, generate, load_model
+    from mmfast.generate import audio_rate, generate
+    from mmfast.models import load_model
     from mmfast.train import get_train_config, train
 
     started = time.monotonic()
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     config = get_train_config("demo", max_minutes=args.minutes, seed=args.seed)
     run_dir = out / "run"
     result = train(config, run_dir, progress=not args.no_progress)
-    model = load_model(result.checkpoint, "ema")
+    model = load_model(result.checkpoint, weights="ema")
     cfg, fps = model.config, config.fps
     rate = audio_rate(model, fps)
     videos, audios = generate(

@@ -15,6 +15,18 @@ from mmfast.cli.options import (
     positive_int,
     writable_folder,
 )
+from mmfast.diffusion import NoiseOrder
+from mmfast.diffusion.spacing import check_discrete_timesteps
+
+
+def timesteps(text: str) -> str:
+    """`--timesteps`: uniform, release or a guided-diffusion respacing string."""
+    try:
+        return check_discrete_timesteps(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            str(err).replace("timesteps must be", "expected")
+        ) from None
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,19 +37,41 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="training checkpoint or its run folder, mmfast model file, or original .pt",
     )
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--num", type=positive_int, default=4, help="number of clips")
+    p.add_argument(
+        "--num",
+        "--clips",
+        dest="num",
+        type=positive_int,
+        default=4,
+        help="number of clips (--clips under torchrun, which refuses --num as a prefix of its "
+        "--numa-binding); clip k is a function of --seed and k, the files are named by k, and "
+        "clips whose files are all there are skipped",
+    )
     p.add_argument("--batch-size", type=positive_int, default=4)
     p.add_argument(
         "--sampler", default="dpm-solver++", choices=["ddpm", "ddim", "dpm-solver", "dpm-solver++"]
     )
-    p.add_argument("--steps", type=positive_int, default=20)
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="sampling steps (default 20, or as many as a respacing --timesteps gives)",
+    )
     p.add_argument(
         "--timesteps",
         default="uniform",
-        choices=["uniform", "release"],
-        help="release: the original's time grids (DPM-Solver's, DDIM/DDPM's ddimN), integer "
-        "model times and its order of noise draws from one generator seeded by --seed, to "
-        "reproduce a release run",
+        type=timesteps,
+        help="the time grid: uniform (mmfast's); for ddpm/ddim also a guided-diffusion respacing "
+        "as the release's runs used (50, ddim25, 250,200,150); release: the original's whole run "
+        "(DPM-Solver's grid and integer model times, DDIM/DDPM's ddimN) in its noise order",
+    )
+    p.add_argument(
+        "--noise-order",
+        choices=[o.value for o in NoiseOrder],
+        default=None,
+        help="release: the original's order of noise draws (video then audio, every step) from "
+        "one generator seeded by --seed, to reproduce a release run; default: release with "
+        "--timesteps release, else mmfast",
     )
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument(
@@ -92,10 +126,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mmfast.data import read_media, write_clip, write_preview
-    from mmfast.generate import audio_rate, generate, load_model, upsample
-    from mmfast.models import SuperResUNet
+    from mmfast.data import read_media
+    from mmfast.generate import audio_rate, generate_to_folder
+    from mmfast.models import CoupledUNet, SuperResUNet, load_model
+    from mmfast.train.distributed import setup_distributed, teardown_distributed
 
+    if args.sampler.startswith("dpm-solver") and args.timesteps not in ("uniform", "release"):
+        raise UsageError(
+            f"--timesteps {args.timesteps}: respacing strings are for ddpm and ddim; "
+            f"{args.sampler} takes uniform or release"
+        )
     source = args.condition_audio or args.condition_video
     flag = "--condition-audio" if args.condition_audio else "--condition-video"
     if source is None and (args.guidance_scale is not None or args.start):
@@ -104,14 +144,17 @@ def run(args: argparse.Namespace) -> int:
         )
     # Everything is checked before sampling starts; nothing is written until the clips are made.
     device = parse_device(args.device)
+    info = setup_distributed(device.type)  # under torchrun: a process group, a GPU per process
+    if info.enabled:
+        device = info.device
     with option("--checkpoint", args.checkpoint):
-        model = load_model(args.checkpoint, args.weights)
+        model = load_model(args.checkpoint, weights=args.weights, kind=CoupledUNet)
     model = model.to(device)
     cfg, rate = model.config, audio_rate(model, args.fps)
     sr_model = None
     if args.sr is not None:
         with option("--sr", args.sr):
-            sr_model = load_model(args.sr, args.weights, kind=SuperResUNet)
+            sr_model = load_model(args.sr, weights=args.weights, kind=SuperResUNet)
             if sr_model.config.small_size != cfg.video_size:
                 raise ValueError(
                     f"it upsamples {sr_model.config.small_size}x{sr_model.config.small_size} "
@@ -139,42 +182,38 @@ def run(args: argparse.Namespace) -> int:
                     raise ValueError("the file has no video track")
                 cond_video = video
     out = writable_folder("--out", args.out)
-    videos, audios = generate(
+    made = generate_to_folder(
         model,
+        out,
         args.num,
         batch_size=args.batch_size,
+        seed=args.seed,
+        fps=args.fps,
+        sr_model=sr_model,
+        sr_options=dict(
+            sampler=args.sr_sampler, steps=args.sr_steps, batch_size=args.sr_batch_size
+        ),
+        progress=not args.no_progress,
         sampler=args.sampler,
         steps=args.steps,
-        seed=args.seed,
         condition_video=cond_video,
         condition_audio=cond_audio,
         method=args.guidance,
         scale=args.guidance_scale,
         timesteps=args.timesteps,
-        progress=not args.no_progress,
+        noise_order=args.noise_order,
     )
-    for i in range(args.num):
-        write_clip(out / f"sample_{i:03d}.mp4", videos[i], audios[i], fps=args.fps, audio_rate=rate)
-        write_preview(out / f"sample_{i:03d}.png", videos[i], audios[i], audio_rate=rate)
+    teardown_distributed(info)
+    if not info.is_main:
+        return 0
+    kept = f" ({args.num - len(made)} already there)" if len(made) < args.num else ""
     print(
-        f"wrote {args.num} clips to {out}: sample_000.mp4 ... sample_{args.num - 1:03d}.mp4 "
-        f"({cfg.video_frames} frames of {cfg.video_size}x{cfg.video_size} at {args.fps:g} fps, "
-        f"{rate} Hz audio) and a .png preview of each"
+        f"wrote {len(made)} clips to {out}{kept}: sample_000.mp4 ... "
+        f"sample_{args.num - 1:03d}.mp4 ({cfg.video_frames} frames of "
+        f"{cfg.video_size}x{cfg.video_size} at {args.fps:g} fps, {rate} Hz audio) and a .png "
+        "preview of each"
     )
     if sr_model is not None:
-        high = upsample(
-            sr_model,
-            videos,
-            sampler=args.sr_sampler,
-            steps=args.sr_steps,
-            seed=args.seed,
-            batch_size=args.sr_batch_size,
-            progress=not args.no_progress,
-        )
         size = sr_model.config.large_size
-        for i in range(args.num):
-            name = f"sample_{i:03d}_sr"
-            write_clip(out / f"{name}.mp4", high[i], audios[i], fps=args.fps, audio_rate=rate)
-            write_preview(out / f"{name}.png", high[i], audios[i], audio_rate=rate)
         print(f"upsampled every clip to {size}x{size}: sample_NNN_sr.mp4 and .png in {out}")
     return 0

@@ -10,7 +10,7 @@ from mmfast.diffusion.dpm_solver_pp import DPMSolverPP
 from mmfast.diffusion.learned_variance import HybridLoss, hybrid_loss
 from mmfast.diffusion.loss import WEIGHTINGS, DiffusionLoss, Weighting, diffusion_loss
 from mmfast.diffusion.prediction import PREDICTIONS, Prediction
-from mmfast.diffusion.sample import SAMPLERS, make_sampler, sample
+from mmfast.diffusion.sample import SAMPLERS, NoiseOrder, make_sampler, sample
 from mmfast.diffusion.schedule import NoiseSchedule
 from mmfast.diffusion.spacing import Spacing
 from mmfast.diffusion.super_resolution import super_resolve
@@ -29,6 +29,7 @@ __all__ = [
     "HybridLoss",
     "GuidanceWeight",
     "Method",
+    "NoiseOrder",
     "NoiseSchedule",
     "Prediction",
     "Spacing",

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from mmfast.diffusion.pair import PairLayout
 from mmfast.diffusion.schedule import NoiseSchedule
-from mmfast.diffusion.spacing import discrete_plan
+from mmfast.diffusion.spacing import check_discrete_timesteps, discrete_plan
 
 # eps(x, tau) -> predicted noise, x and result [B, N] (the flat pair state).
 EpsFn = Callable[[Tensor, float], Tensor]
@@ -91,11 +91,18 @@ def predict_x0(x: Tensor, eps: Tensor, alpha: float, sigma: float) -> Tensor:
     return (x - sigma * eps) / alpha
 
 
-def discrete_transitions(
-    schedule: NoiseSchedule, steps: int, timesteps: str = "uniform"
-) -> list[Transition]:
-    """DDPM's and DDIM's plan: the respaced timesteps (see `discrete_timesteps`) down to clean data."""
-    return [Transition(t, s) for t, s in discrete_plan(schedule.num_timesteps, steps, timesteps)]
+class DiscreteSteps:
+    """DDPM's and DDIM's plan (a mixin of the sampler dataclasses, which hold `timesteps`): the
+    respaced integer timesteps (see `discrete_timesteps`) down to clean data."""
+
+    timesteps: str
+
+    def __post_init__(self) -> None:
+        check_discrete_timesteps(self.timesteps)
+
+    def plan(self, schedule: NoiseSchedule, steps: int | None) -> list[Transition]:
+        pairs = discrete_plan(schedule.num_timesteps, steps, self.timesteps)
+        return [Transition(t, s) for t, s in pairs]
 
 
 class Denoised(NamedTuple):

@@ -17,11 +17,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from enum import Enum
 
 import torch
 from torch import Tensor
 
+from mmfast.choice import Choice
 from mmfast.diffusion.base import CLEAN, History, Sampler, StepContext, Transition
 from mmfast.diffusion.pair import MODALITIES, PairLayout
 from mmfast.diffusion.schedule import NoiseSchedule
@@ -29,12 +29,12 @@ from mmfast.diffusion.schedule import NoiseSchedule
 RELEASE_FP16_SCALE = 3.0 * 2**20
 
 
-class Method(str, Enum):
+class Method(Choice):
     REPLACEMENT = "replacement"
     GUIDED = "guided"
 
 
-class GuidanceWeight(str, Enum):
+class GuidanceWeight(Choice):
     SQRT_ALPHA_BAR = "sqrt-alpha-bar"  # the release
     SQRT_ONE_MINUS_ALPHA_BAR = "sqrt-one-minus-alpha-bar"  # the paper, eq. 12
 

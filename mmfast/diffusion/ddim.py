@@ -9,27 +9,23 @@ from torch import Tensor
 
 from mmfast.diffusion.base import (
     CLEAN,
+    DiscreteSteps,
     History,
     StepContext,
     Transition,
     denoise,
-    discrete_transitions,
 )
-from mmfast.diffusion.schedule import NoiseSchedule
 
 
 @dataclass(frozen=True)
-class DDIM:
+class DDIM(DiscreteSteps):
     """x_s = sqrt(ab_s) x0_hat + sqrt(1 - ab_s - sigma^2) eps_hat + sigma z,
     sigma = eta sqrt((1 - ab_s) / (1 - ab_t)) sqrt(1 - ab_t / ab_s)."""
 
     eta: float = 0.0
     clip_denoised: bool = True
-    timesteps: str = "uniform"  # or "release": the release's "ddimN" times (960, 920, ..., 0)
+    timesteps: str = "uniform"  # or "release" ("ddimN"), or a respacing ("50", "ddim25", ...)
     name: str = "ddim"
-
-    def plan(self, schedule: NoiseSchedule, steps: int) -> list[Transition]:
-        return discrete_transitions(schedule, steps, self.timesteps)
 
     def step(
         self, ctx: StepContext, x: Tensor, tr: Transition, history: History

@@ -4,31 +4,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 
 import torch
 from torch import Tensor
 
+from mmfast.choice import Choice
 from mmfast.diffusion.base import (
     CLEAN,
+    DiscreteSteps,
     History,
     StepContext,
     Transition,
     denoise,
-    discrete_transitions,
 )
 from mmfast.diffusion.learned_variance import learned_log_variance
-from mmfast.diffusion.schedule import NoiseSchedule
 
 
-class Variance(str, Enum):
+class Variance(Choice):
     LARGE = "large"  # beta_t of the respaced process (the release's fixed variance)
     SMALL = "small"  # the posterior variance beta_t (1 - alpha_bar_s) / (1 - alpha_bar_t)
     LEARNED = "learned"  # the model's interpolation between the two in log space (learned range)
 
 
 @dataclass(frozen=True)
-class DDPM:
+class DDPM(DiscreteSteps):
     """x_s ~ q(x_s | x_t, x0 = x0_hat(x_t)); `steps` < T respaces the chain.
 
     The variance is fixed (large or small) or, for a model that predicts it (the SR stage),
@@ -38,11 +37,8 @@ class DDPM:
 
     variance: Variance = Variance.LARGE
     clip_denoised: bool = True
-    timesteps: str = "uniform"  # or "release" (the release's "ddimN" times)
+    timesteps: str = "uniform"  # or "release" ("ddimN"), or a respacing ("50", "ddim25", ...)
     name: str = "ddpm"
-
-    def plan(self, schedule: NoiseSchedule, steps: int) -> list[Transition]:
-        return discrete_transitions(schedule, steps, self.timesteps)
 
     def step(
         self, ctx: StepContext, x: Tensor, tr: Transition, history: History

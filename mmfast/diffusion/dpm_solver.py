@@ -44,8 +44,8 @@ class DPMSolver:
     name: str = "dpm-solver"
 
     def plan(self, schedule: NoiseSchedule, steps: int) -> list[Transition]:
-        orders = singlestep_orders(steps, self.order)
         release = check_continuous_timesteps(self.timesteps, self.spacing)
+        orders = singlestep_orders(steps, self.order)
         if Spacing(self.spacing) is Spacing.LOGSNR and not release:
             taus = continuous_timesteps(schedule, len(orders), self.spacing)
         else:

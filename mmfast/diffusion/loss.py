@@ -9,18 +9,18 @@ timestep as min(SNR, gamma) times the x0 error, expressed for the chosen target:
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
+from mmfast.choice import Choice
 from mmfast.diffusion.pair import Denoiser
 from mmfast.diffusion.prediction import Prediction, check_prediction, prediction_target
 from mmfast.diffusion.schedule import NoiseSchedule
 
 
-class Weighting(str, Enum):
+class Weighting(Choice):
     UNIFORM = "uniform"  # the release
     MIN_SNR = "min-snr"
 
@@ -32,6 +32,8 @@ class DiffusionLoss(NamedTuple):
     loss: Tensor  # the weighted sum, the one to backpropagate
     video: Tensor  # mean squared error of the video target (unweighted)
     audio: Tensor
+    timesteps: Tensor | None = None  # [B] the integer timesteps drawn
+    sample_error: Tensor | None = None  # [B] each sample's video + audio error (unweighted)
 
 
 def timestep_weights(
@@ -111,4 +113,4 @@ def diffusion_loss(
     mse_v = per_sample_mse(out_v, video, noise_v)
     mse_a = per_sample_mse(out_a, audio, noise_a)
     loss = (w * (weights[0] * mse_v + weights[1] * mse_a)).mean()
-    return DiffusionLoss(loss, mse_v.mean(), mse_a.mean())
+    return DiffusionLoss(loss, mse_v.mean(), mse_a.mean(), timesteps, (mse_v + mse_a).detach())

@@ -9,12 +9,12 @@ Each determines the others given x_t, so every sampler is written once, for eps.
 
 from __future__ import annotations
 
-from enum import Enum
-
 from torch import Tensor
 
+from mmfast.choice import Choice
 
-class Prediction(str, Enum):
+
+class Prediction(Choice):
     EPS = "eps"
     V = "v"
     X0 = "x0"

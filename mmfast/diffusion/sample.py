@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from mmfast.choice import Choice, choice
 from mmfast.diffusion.base import Sampler, StepContext
 from mmfast.diffusion.conditioning import Condition, Conditioner
 from mmfast.diffusion.ddim import DDIM
@@ -16,6 +17,25 @@ from mmfast.diffusion.dpm_solver import DPMSolver
 from mmfast.diffusion.dpm_solver_pp import DPMSolverPP
 from mmfast.diffusion.pair import Denoiser, PairLayout, flat_eps_fn
 from mmfast.diffusion.schedule import NoiseSchedule
+from mmfast.diffusion.spacing import DEFAULT_STEPS, RELEASE, is_respacing
+
+
+class NoiseOrder(Choice):
+    """How a run draws its noise from the generator."""
+
+    MMFAST = "mmfast"  # the initial state in one draw; step noise only where a step uses it
+    # The release's: the initial video then audio noise, then at every step (the last included)
+    # a video then an audio draw, used or not; the conditioned modality keeps its initial noise.
+    RELEASE = "release"
+
+
+def noise_order_of(noise_order: NoiseOrder | str | None, timesteps: str) -> NoiseOrder:
+    """The order a run draws in: `noise_order`, or by default the release's with
+    timesteps="release" (a release run: its grid and its draws) and mmfast's otherwise."""
+    if noise_order is None:
+        return NoiseOrder.RELEASE if timesteps == RELEASE else NoiseOrder.MMFAST
+    return choice(NoiseOrder, noise_order, "noise_order")
+
 
 SAMPLERS: dict[str, type] = {
     "ddpm": DDPM,
@@ -53,13 +73,14 @@ def sample(
     audio_shape: Sequence[int],
     *,
     sampler: str | Sampler = "dpm-solver++",
-    steps: int = 20,
-    generator: torch.Generator | None = None,
+    steps: int | None = None,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     schedule: NoiseSchedule | None = None,
     condition: Condition | None = None,
     noise: tuple[Tensor, Tensor] | None = None,
     integer_time: bool = False,
     timesteps: str | None = None,
+    noise_order: NoiseOrder | str | None = None,
     prediction: str = "eps",
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
@@ -77,19 +98,27 @@ def sample(
             (ddpm: variance, clip_denoised; ddim: eta, clip_denoised; dpm-solver: order, spacing;
             dpm-solver++: order, spacing, thresholding, lower_order_final).
         steps: number of transitions (model calls, except for dpm-solver's single-step segments,
-            where it is the number of calls).
-        generator: seeds the initial noise, ancestral noise and the condition's noise.
+            where it is the number of calls); None: 20, or as many as a respacing string gives.
+        generator: seeds the initial noise, ancestral noise and the condition's noise. A sequence
+            of B generators gives each sample its own: row b of every draw comes from generator
+            b, so a sample is the same whatever else is in its batch.
         schedule: default linear betas 1e-4..0.02 over T = 1000.
         condition: a `Condition` for audio->video or video->audio generation.
         noise: the initial (video, audio) noise, instead of drawing it.
         integer_time: truncate the model's time input to an integer, as the release's DPM-Solver did.
-        timesteps: "uniform" (mmfast's grids) or "release", which reproduces the release's run:
-            its DPM-Solver grid and integer model times, DDIM's and DDPM's "ddimN" times, and
-            every draw in its order (initial video then audio, then each step's video then audio
-            noise, drawn even where unused, as at the last step). The release drew the initial
-            noise on the CPU and the steps' on the device; `generator` draws both, so a CPU
-            generator seeded as the release's `torch.manual_seed` reproduces a CPU run exactly.
-            None keeps the sampler's own option (default "uniform").
+        timesteps: the grid. "uniform": mmfast's (DDPM/DDIM: evenly strided integer times;
+            DPM-Solver: its logSNR rule). DDPM and DDIM also take any of guided-diffusion's
+            `timestep_respacing` strings, as the release's runs were configured: "50" (999, 979,
+            958, ...), "ddim25" (960, 920, ..., 0), "250,200,150" (sections). "release": the
+            release's whole run: DPM-Solver's grid with integer model times, DDIM's and DDPM's
+            "ddimN" times (N = steps), and by default its noise order. None keeps the sampler's
+            own option (default "uniform").
+        noise_order: "release" draws as the release did (see `NoiseOrder`): initial video then
+            audio, then each step's video then audio noise, drawn even where unused, as at the
+            last step. The release drew the initial noise on the CPU and the steps' on the device;
+            `generator` draws both, so a CPU generator seeded as the release's
+            `torch.manual_seed` reproduces a CPU run exactly. "mmfast" draws the state at once
+            and step noise where used. None: "release" with timesteps="release", else "mmfast".
         prediction: what the denoiser returns, "eps" (the release), "v" or "x0" (a model's
             `config.prediction`); every sampler and the conditioning use the eps it implies.
         dtype: the dtype of the sampler's state (fp32; the denoiser may compute in lower precision).
@@ -103,10 +132,22 @@ def sample(
     chosen = make_sampler(sampler, **sampler_options)
     if timesteps is not None:
         chosen = dataclasses.replace(chosen, timesteps=timesteps)
-    release = getattr(chosen, "timesteps", "uniform") == "release"
-    gen_device = generator.device if generator is not None else device
+    grid = getattr(chosen, "timesteps", "uniform")
+    release = noise_order_of(noise_order, grid) is NoiseOrder.RELEASE
+    if steps is None and not is_respacing(grid):
+        steps = DEFAULT_STEPS
+    gens = None if generator is None or isinstance(generator, torch.Generator) else list(generator)
+    if gens is not None and len(gens) != layout.batch:
+        raise ValueError(f"expected one generator per sample ({layout.batch}), got {len(gens)}")
+    gen_device = generator.device if isinstance(generator, torch.Generator) else device
 
     def randn(*shape: int) -> Tensor:
+        if gens is not None:  # [B, ...]: row b from generator b
+            rows = [
+                torch.randn((1, *shape[1:]), generator=g, device=g.device, dtype=dtype)
+                for g in gens
+            ]
+            return torch.cat([r.to(device) for r in rows])
         return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
 
     def randn_pair(like: Tensor | None = None) -> Tensor:
@@ -120,11 +161,11 @@ def sample(
     else:
         x = randn(layout.batch, sum(layout.sizes))
     ctx = StepContext(
-        flat_eps_fn(denoiser, layout, integer_time or release, prediction, schedule),
+        flat_eps_fn(denoiser, layout, integer_time or grid == RELEASE, prediction, schedule),
         schedule,
         layout,
-        generator,
-        noise=randn_pair if release else None,
+        generator if gens is None else None,
+        noise=randn_pair if release else (lambda like: randn(*like.shape)) if gens else None,
         draw_always=release,
     )
     conditioner = None

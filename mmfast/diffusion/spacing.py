@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
 import torch
 
+from mmfast.choice import Choice
 from mmfast.diffusion.schedule import NoiseSchedule
 
 
-class Spacing(str, Enum):
+class Spacing(Choice):
     """How DPM-Solver spaces its steps between tau = T-1 and tau = 0."""
 
     LOGSNR = "logsnr"  # uniform in half log-SNR (the release's spacing)
@@ -18,26 +17,85 @@ class Spacing(str, Enum):
     TIME_QUADRATIC = "time-quadratic"  # uniform in sqrt(t_continuous)
 
 
-DISCRETE_TIMESTEPS = ("uniform", "release")
+DEFAULT_STEPS = 20
+# DDPM's and DDIM's grids: mmfast's, the release's ("ddimN" with N = steps, and its draw order;
+# see `sample`), or any of guided-diffusion's `timestep_respacing` strings.
+UNIFORM, RELEASE = "uniform", "release"
+CONTINUOUS_TIMESTEPS = (UNIFORM, RELEASE)
 
 
-def discrete_timesteps(num_timesteps: int, steps: int, kind: str = "uniform") -> list[int]:
-    """`steps` integer timesteps, descending.
+def is_respacing(timesteps: str) -> bool:
+    """Whether `timesteps` is a guided-diffusion respacing string: "ddimN", "N" or "N,M,..."."""
+    if timesteps.startswith("ddim"):
+        return timesteps[4:].isdigit() and int(timesteps[4:]) > 0
+    parts = timesteps.split(",")
+    return all(p.strip().isdigit() for p in parts) and sum(int(p) for p in parts) > 0
 
-    "uniform": from T-1 down to 0, evenly strided and rounded (improved DDPM's respacing with one
-    section). "release": guided-diffusion's "ddimN" respacing, which the release's DDIM sampling
-    used: range(0, T, k) for the smallest stride k that gives exactly `steps` times (T = 1000,
-    25 steps: 960, 920, ..., 0).
+
+def check_discrete_timesteps(timesteps: str) -> str:
+    """`timesteps` of DDPM or DDIM, or a ValueError saying what it may be."""
+    if timesteps in (UNIFORM, RELEASE) or is_respacing(timesteps):
+        return timesteps
+    raise ValueError(
+        f"timesteps must be 'uniform', 'release' or a guided-diffusion respacing ('50', 'ddim25', "
+        f"'250,200,150'), got {timesteps!r}"
+    )
+
+
+def respaced_timesteps(num_timesteps: int, respacing: str) -> list[int]:
+    """guided-diffusion's `space_timesteps(num_timesteps, respacing)`, descending.
+
+    "ddimN": range(0, T, k) for the smallest integer stride k that gives exactly N times.
+    "N,M,...": T is cut into as many equal sections (the first T % sections one longer), and
+    section i keeps its count c_i of times at start + round(j * stride), stride =
+    (size - 1) / (c_i - 1) accumulated by addition (1 when c_i is 1). "50" of T = 1000: 999, 979,
+    958, ..., 20, 0.
     """
+    if not is_respacing(respacing):
+        raise ValueError(f"not a guided-diffusion respacing: {respacing!r}")
+    if respacing.startswith("ddim"):
+        count = int(respacing[4:])
+        for stride in range(1, num_timesteps):
+            if len(range(0, num_timesteps, stride)) == count:
+                return list(range(0, num_timesteps, stride))[::-1]
+        raise ValueError(f"no integer stride gives exactly {count} of {num_timesteps} timesteps")
+    counts = [int(p) for p in respacing.split(",")]
+    size_per, extra = divmod(num_timesteps, len(counts))
+    start, kept = 0, []
+    for i, count in enumerate(counts):
+        size = size_per + (1 if i < extra else 0)
+        if size < count:
+            raise ValueError(f"cannot divide a section of {size} timesteps into {count}")
+        stride = 1 if count <= 1 else (size - 1) / (count - 1)
+        position = 0.0
+        for _ in range(count):
+            kept.append(start + round(position))
+            position += stride
+        start += size
+    return sorted(set(kept), reverse=True)
+
+
+def discrete_timesteps(num_timesteps: int, steps: int | None, kind: str = UNIFORM) -> list[int]:
+    """The integer timesteps DDPM or DDIM visit, descending.
+
+    "uniform": `steps` times from T-1 down to 0, evenly strided and rounded (improved DDPM's
+    respacing with one section, as a product rather than a running sum). "release": the release's
+    "ddimN" respacing with N = `steps` (T = 1000, 25 steps: 960, 920, ..., 0). A respacing string
+    (see `respaced_timesteps`) gives its own times; `steps`, when given, must count them.
+    """
+    kind = check_discrete_timesteps(kind)
+    if is_respacing(kind):
+        taus = respaced_timesteps(num_timesteps, kind)
+        if steps is not None and steps != len(taus):
+            raise ValueError(
+                f"timesteps={kind!r} gives {len(taus)} steps of {num_timesteps}, not steps={steps}"
+            )
+        return taus
+    steps = DEFAULT_STEPS if steps is None else steps
     if not 1 <= steps <= num_timesteps:
         raise ValueError(f"steps must be in [1, {num_timesteps}], got {steps}")
-    if kind == "release":
-        for stride in range(1, num_timesteps):
-            if len(range(0, num_timesteps, stride)) == steps:
-                return list(range(0, num_timesteps, stride))[::-1]
-        raise ValueError(f"no stride gives exactly {steps} of {num_timesteps} timesteps")
-    if kind != "uniform":
-        raise ValueError(f"timesteps must be one of {DISCRETE_TIMESTEPS}, got {kind!r}")
+    if kind == RELEASE:
+        return respaced_timesteps(num_timesteps, f"ddim{steps}")
     if steps == 1:
         return [num_timesteps - 1]
     stride = (num_timesteps - 1) / (steps - 1)
@@ -45,7 +103,7 @@ def discrete_timesteps(num_timesteps: int, steps: int, kind: str = "uniform") ->
 
 
 def discrete_plan(
-    num_timesteps: int, steps: int, kind: str = "uniform"
+    num_timesteps: int, steps: int | None, kind: str = UNIFORM
 ) -> list[tuple[float, float]]:
     """(t, s) pairs of DDPM/DDIM: the respaced timesteps, the last one stepping to clean data (-1)."""
     taus = [float(t) for t in discrete_timesteps(num_timesteps, steps, kind)] + [-1.0]
@@ -55,8 +113,11 @@ def discrete_plan(
 def check_continuous_timesteps(timesteps: str, spacing: Spacing | str) -> bool:
     """Whether a DPM-Solver's `timesteps` option asks for the release's grid (which is logSNR
     spaced); a ValueError for an unknown value or "release" beside another spacing."""
-    if timesteps not in DISCRETE_TIMESTEPS:
-        raise ValueError(f"timesteps must be one of {DISCRETE_TIMESTEPS}, got {timesteps!r}")
+    if timesteps not in CONTINUOUS_TIMESTEPS:
+        raise ValueError(
+            f"timesteps of DPM-Solver must be one of {CONTINUOUS_TIMESTEPS}, got {timesteps!r} "
+            "(respacing strings are for DDPM and DDIM)"
+        )
     if timesteps == "release" and Spacing(spacing) is not Spacing.LOGSNR:
         raise ValueError(
             f"timesteps='release' is logSNR-spaced; it cannot go with spacing={spacing!r}"

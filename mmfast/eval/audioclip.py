@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmfast.eval.weights import WeightFileError, load_strict, read_state_dict, require_file
+from mmfast.eval.weights import WeightFileError, load_strict, require_file
+from mmfast.state_dict import read_state_dict
 
 AUDIOCLIP_FILE = "AudioCLIP-Full-Training.pt"
 AUDIOCLIP_SOURCE = (
@@ -294,7 +295,7 @@ def load_audioclip_audio(path: str | Path | None) -> ESResNeXtFBSP:
     """
     what = f"AudioCLIP's audio head ({AUDIOCLIP_FILE})"
     path = require_file(path, what=what, option="--audioclip", source=AUDIOCLIP_SOURCE)
-    state = read_state_dict(path, what=what)
+    state = read_state_dict(path, what=what, error=WeightFileError)
     audio = {k: v for k, v in state.items() if k.startswith(PREFIX)}
     if not audio:
         shown = ", ".join(list(state)[:3]) or "nothing"

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mmfast.eval.weights import load_strict, read_state_dict, require_file
+from mmfast.eval.weights import WeightFileError, load_strict, require_file
+from mmfast.state_dict import read_state_dict
 
 I3D_FILE = "i3d_pretrained_400.pt"
 I3D_SOURCE = (
@@ -197,7 +198,7 @@ def load_i3d(path: str | Path | None, *, bn_eps: float = BN_EPS_TF) -> Inception
     """
     what = f"I3D ({I3D_FILE})"
     path = require_file(path, what=what, option="--i3d", source=I3D_SOURCE)
-    state = read_state_dict(path, what=what)
+    state = read_state_dict(path, what=what, error=WeightFileError)
     model = InceptionI3d(bn_eps=bn_eps)
     counters = [k for k in model.state_dict() if k.endswith(".bn.num_batches_tracked")]
     load_strict(model, state, path=path, what=what, optional=counters)

@@ -21,7 +21,8 @@ import torch
 import torchaudio.functional as AF
 from torch import Tensor, nn
 
-from mmfast.eval.weights import WeightFileError, load_strict, read_state_dict, require_file
+from mmfast.eval.weights import WeightFileError, load_strict, require_file
+from mmfast.state_dict import read_state_dict
 
 VGGISH_FILE = "vggish.pt"
 VGGISH_SOURCE = (
@@ -187,7 +188,7 @@ def load_vggish(path: str | Path | None, pca_path: str | Path | None = None) -> 
         path, what=f"VGGish ({VGGISH_FILE})", option="--vggish", source=VGGISH_SOURCE
     )
     what = "VGGish (torchaudio's vggish.pt or torchvggish's vggish-10086976.pth)"
-    state = read_state_dict(path, what=what)
+    state = read_state_dict(path, what=what, error=WeightFileError)
     if any(k.startswith(tuple(TORCHVGGISH_PREFIXES)) for k in state) and not any(
         k.startswith(tuple(TORCHVGGISH_PREFIXES.values())) for k in state
     ):
@@ -228,7 +229,9 @@ def load_vggish_pca(path: str | Path | None) -> VGGishPCA:
     tensors, only what float ndarrays are made of may be unpickled."""
     what = f"VGGish's PCA parameters ({VGGISH_PCA_FILE})"
     path = require_file(path, what=what, option="load_vggish_pca(path)", source=VGGISH_PCA_SOURCE)
-    state = read_state_dict(path, what=what, allow_globals=_numpy_array_globals())
+    state = read_state_dict(
+        path, what=what, allow_globals=_numpy_array_globals(), error=WeightFileError
+    )
     shapes = {
         "pca_eigen_vectors": [[EMBEDDING, EMBEDDING]],
         "pca_means": [[EMBEDDING], [EMBEDDING, 1]],

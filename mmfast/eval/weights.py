@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 
@@ -27,38 +26,6 @@ def require_file(path: str | Path | None, *, what: str, option: str, source: str
     if not path.is_file():
         raise WeightFileError(f"{option} {path}: no such file; expected {what} (from {source})")
     return path
-
-
-def read_state_dict(
-    path: str | Path, *, what: str, allow_globals: Iterable[object] = ()
-) -> dict[str, object]:
-    """The dict stored in a .pt/.pth (read with weights_only=True, plus `allow_globals`) or
-    .safetensors file. A file that holds something else is a WeightFileError."""
-    path = Path(path)
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            with torch.serialization.safe_globals(list(allow_globals)):
-                state = torch.load(path, map_location="cpu", weights_only=True)
-    except WeightFileError:
-        raise
-    except Exception as err:  # a truncated zip, a pickle with code in it, a wrong format
-        detail = " ".join(str(err).split())[:300]
-        raise WeightFileError(f"{path}: cannot read {what}: {detail}") from err
-    if (
-        isinstance(state, Mapping)
-        and "state_dict" in state
-        and isinstance(state["state_dict"], Mapping)
-    ):
-        state = state["state_dict"]
-    if not isinstance(state, Mapping):
-        raise WeightFileError(
-            f"{path}: expected {what} as a state dict (name -> tensor), found a {type(state).__name__}"
-        )
-    return dict(state)
 
 
 def load_strict(

@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from mmfast.state_dict import read_state_dict
+
 # kind -> (official -> ours, ours -> official)
 _TRANSFORMS: dict[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]] = {
     "same": (lambda t: t, lambda t: t),
@@ -100,17 +102,14 @@ def official_name(name: str) -> tuple[str, str]:
     raise KeyError(f"no release name for parameter {name!r}")
 
 
-def read_state_dict(source: str | Path | dict[str, Tensor]) -> dict[str, Tensor]:
+def read_official_state_dict(source: str | Path | dict[str, Tensor]) -> dict[str, Tensor]:
     """A release state dict from a path (loaded without unpickling code) or a dict; a DDP
     `module.` prefix is dropped."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"official checkpoint {path} does not exist")
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - re-raised with the file named
-            raise ValueError(f"{path} is not a readable PyTorch state dict: {err}") from err
+        sd = read_state_dict(path, what="PyTorch state dict")
     else:
         sd = source
     if not isinstance(sd, dict) or not all(isinstance(v, Tensor) for v in sd.values()):
@@ -182,13 +181,3 @@ def to_official_state_dict(model) -> dict[str, Tensor]:
         official, kind = official_name(name)
         out[official] = _TRANSFORMS[kind][1](t).contiguous()
     return out
-
-
-def load_official(source: str | Path | dict[str, Tensor], config="mmdiffusion-64"):
-    """A CoupledUNet (default: the `mmdiffusion-64` preset) with weights from a release checkpoint."""
-    from mmfast.models.unet import CoupledUNet
-
-    sd = read_state_dict(source)
-    model = CoupledUNet(config)
-    model.load_state_dict(convert_official_state_dict(sd, model.state_dict()), strict=True)
-    return model

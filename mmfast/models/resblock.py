@@ -16,7 +16,7 @@ from mmfast.models.layers import (
     upsample_video,
     zero_init,
 )
-from mmfast.ops import norm_silu_dilated_conv1d
+from mmfast.ops import gn_silu_conv1d
 
 _RESAMPLE = {
     "down": (downsample_video, downsample_audio),
@@ -82,7 +82,7 @@ class ResBlock(nn.Module):
     def forward(self, video: Tensor, audio: Tensor, emb: Tensor) -> tuple[Tensor, Tensor]:
         hv = self.video_in_conv(F.silu(self.video_in_norm(video)))
         norm, conv = self.audio_in_norm, self.audio_in_conv
-        ha = norm_silu_dilated_conv1d(
+        ha = gn_silu_conv1d(
             audio,
             norm.weight,
             norm.bias,

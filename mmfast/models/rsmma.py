@@ -5,8 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from mmfast.models.layers import GroupNorm32, zero_init
-from mmfast.ops import windowed_cross_attention
-from mmfast.ops.reference import Shift
+from mmfast.ops import Shift, rsmma_attention
 
 
 class CrossModalAttention(nn.Module):
@@ -52,8 +51,8 @@ class CrossModalAttention(nn.Module):
         vq, vk, vv = self._heads(self.video_qkv(v_tokens))
         aq, ak, av = self._heads(self.audio_qkv(a_tokens))
         window = f if self.window is None else self.window
-        v_out = windowed_cross_attention(vq, ak, av, f, window, shift, backend=self.backend)
-        a_out = windowed_cross_attention(aq, vk, vv, f, window, shift, backend=self.backend)
+        v_out = rsmma_attention(vq, ak, av, f, window, shift, backend=self.backend)
+        a_out = rsmma_attention(aq, vk, vv, f, window, shift, backend=self.backend)
         v_out = self.video_proj(v_out.transpose(1, 2).reshape(b, f * h * w, c))
         a_out = self.audio_proj(a_out.transpose(1, 2).reshape(b, length, c))
         video = video + v_out.transpose(1, 2).view(b, c, f, h, w)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from mmfast.models.layers import GroupNorm32, timestep_embedding, zero_init
+from mmfast.models.serialization import save_model
 from mmfast.models.sr_config import SuperResConfig, get_sr_config
 
 
@@ -218,27 +219,5 @@ class SuperResUNet(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | Path) -> None:
-        """Write weights and config to one safetensors file (atomically)."""
-        from mmfast.models.serialization import save_model
-
+        """Write weights and config to one safetensors file (atomically); `load_model` reads it."""
         save_model(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> SuperResUNet:
-        """A model written by `save` (no pickle)."""
-        from mmfast.models.serialization import load_model
-
-        model = load_model(path, device)
-        if not isinstance(model, cls):
-            raise ValueError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
-
-    @classmethod
-    def from_official(
-        cls, source: str | Path | dict[str, Tensor], config: SuperResConfig | str = "sr-256"
-    ) -> SuperResUNet:
-        """The model of `config` (default: the release's `sr-256`) with weights from an original
-        MM-Diffusion SR checkpoint (a path to its .pt state dict, or the dict itself)."""
-        from mmfast.models.sr_official import load_official_sr
-
-        return load_official_sr(source, config)

@@ -20,7 +20,8 @@ from mmfast.models.layers import (
 )
 from mmfast.models.resblock import ResBlock
 from mmfast.models.rsmma import CrossModalAttention
-from mmfast.ops.reference import Shift
+from mmfast.models.serialization import save_model
+from mmfast.ops import Shift
 
 
 class Stem(nn.Module):
@@ -320,29 +321,5 @@ class CoupledUNet(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str | Path) -> None:
-        """Write weights and config to one safetensors file (atomically)."""
-        from mmfast.models.serialization import save_model
-
+        """Write weights and config to one safetensors file (atomically); `load_model` reads it."""
         save_model(self, path)
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> CoupledUNet:
-        """A model written by `save` (no pickle)."""
-        from mmfast.models.serialization import load_model
-
-        model = load_model(path, device)
-        if not isinstance(model, cls):
-            raise ValueError(f"{path} holds a {type(model).__name__}, not a {cls.__name__}")
-        return model
-
-    @classmethod
-    def from_official(
-        cls,
-        source: str | Path | dict[str, Tensor],
-        config: CoupledUNetConfig | str = "mmdiffusion-64",
-    ) -> CoupledUNet:
-        """The model of `config` (default: the release's `mmdiffusion-64`) with weights from an
-        original MM-Diffusion checkpoint (a path to its .pt state dict, or the dict itself)."""
-        from mmfast.models.official import load_official
-
-        return load_official(source, config)

@@ -1,4 +1,5 @@
-"""The fused RS-MMA kernels as torch custom ops with autograd, and the "triton" backend.
+"""The fused RS-MMA kernels as torch custom ops with autograd, and the "triton" backend's function
+and `why_not` (listed in `mmfast.ops.rsmma.RSMMA_BACKENDS`).
 
 `mmfast::rsmma_fwd(q, k, v, shift_t, shift, segments, window, scale) -> (out, lse)` and
 `mmfast::rsmma_bwd(dout, q, k, v, out, lse, shift_t, shift, segments, window, scale) -> (dq, dk, dv)`
@@ -7,7 +8,7 @@ compiles with fullgraph=True. Autograd is registered on rsmma_fwd with `register
 backward calls rsmma_bwd. Implementations:
 - CUDA tensors: the Triton kernels of `mmfast.kernels.rsmma_fwd` / `rsmma_bwd`.
 - CPU tensors: the same kernels when Triton was imported with TRITON_INTERPRET=1 (tests), else the
-  `gather` reference with explicit scores (`reference.gather_windowed_attention_lse/_backward`).
+  `gather` reference with explicit scores (`rsmma_reference.rsmma_gather_lse/_backward`).
 Triton is imported on the first call, never at import time.
 """
 
@@ -16,12 +17,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mmfast.ops import reference
+from mmfast.ops import rsmma_reference
 from mmfast.ops.capability import HAS_TRITON, triton_cuda_why_not
-from mmfast.ops.windowed_attention import AttentionBackend, Shift, register_backend
+from mmfast.ops.rsmma_reference import Shift
 
+# mmfast.kernels.rsmma_fwd.DTYPES and HEAD_DIMS without importing triton (a test pins them equal).
 KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
-KERNEL_HEAD_DIMS = (16, 32, 64, 128)  # mmfast.kernels.rsmma_fwd.HEAD_DIMS, without importing triton
+KERNEL_HEAD_DIMS = (16, 32, 64, 128)
 
 
 def uses_kernel(device: torch.device) -> bool:
@@ -63,7 +65,7 @@ def rsmma_fwd(
     contiguous; lse [B, H, Lq] fp32)."""
     if uses_kernel(q.device):
         return _kernels()[0].rsmma_fwd(q, k, v, segments, window, _shift(shift_t, shift), scale)
-    out, lse = reference.gather_windowed_attention_lse(
+    out, lse = rsmma_reference.rsmma_gather_lse(
         q, k, v, segments, window, _shift(shift_t, shift), scale
     )
     return out.contiguous(), lse.float()
@@ -94,7 +96,7 @@ def rsmma_bwd(
         return _kernels()[1].rsmma_bwd(
             dout, q, k, v, out, lse, segments, window, _shift(shift_t, shift), scale
         )
-    grads = reference.gather_windowed_attention_backward(
+    grads = rsmma_reference.rsmma_gather_backward(
         dout, q, k, v, out, lse, segments, window, _shift(shift_t, shift), scale
     )
     return tuple(g.contiguous() for g in grads)
@@ -124,7 +126,7 @@ def rsmma_backward(ctx, dout: Tensor, dlse: Tensor | None):
 rsmma_fwd.register_autograd(rsmma_backward, setup_context=rsmma_setup_context)
 
 
-def triton_windowed_attention(
+def triton_rsmma_attention(
     q: Tensor, k: Tensor, v: Tensor, segments: int, window: int, shift: Shift, scale: float
 ) -> Tensor:
     """The "triton" backend: q: [B, H, Lq, D], k, v: [B, H, Lk, D] -> [B, H, Lq, D]."""
@@ -133,8 +135,9 @@ def triton_windowed_attention(
     return rsmma_fwd(q, k, v, None, shift, segments, window, scale)[0]
 
 
-def triton_why_not(q: Tensor, k: Tensor, v: Tensor, shift: Shift) -> str | None:
-    """Why the "triton" backend cannot run these inputs, or None."""
+def triton_why_not(q: Tensor, k: Tensor, v: Tensor, shift: Shift, *, explicit: bool) -> str | None:
+    """Why the "triton" backend cannot run these inputs, or None. `auto` (explicit=False) takes the
+    kernel on CUDA only: on the CPU it would be the interpreter or the gather implementation."""
     if not HAS_TRITON:
         return "triton is not installed"
     if q.dtype not in KERNEL_DTYPES:
@@ -143,19 +146,8 @@ def triton_why_not(q: Tensor, k: Tensor, v: Tensor, shift: Shift) -> str | None:
         return f"the kernel takes head dims {KERNEL_HEAD_DIMS}, got {q.shape[-1]}"
     if q.device.type == "cuda":
         return triton_cuda_why_not(q.device)
+    if not explicit:
+        return f"auto uses the Triton kernel on CUDA devices only, got {q.device.type}"
     if q.device.type == "cpu":
         return None  # the interpreted kernel, or the op's gather implementation
     return f"tensors on {q.device.type} (the kernel runs on CUDA)"
-
-
-def triton_auto_why_not(q: Tensor, k: Tensor, v: Tensor, shift: Shift) -> str | None:
-    """`auto` takes the kernel on CUDA only: on the CPU it would be the interpreter or gather."""
-    if q.device.type != "cuda":
-        return f"auto uses the Triton kernel on CUDA devices only, got {q.device.type}"
-    return None
-
-
-register_backend(
-    AttentionBackend("triton", triton_windowed_attention, triton_why_not, triton_auto_why_not),
-    auto_rank=0,
-)

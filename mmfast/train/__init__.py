@@ -1,6 +1,5 @@
 """Training the coupled U-Net: configs, the loop, checkpoints, data stream, DDP."""
 
-from mmfast.train.checkpoint import load_checkpoint_model
 from mmfast.train.config import TRAIN_PRESETS, TrainConfig, get_train_config
 from mmfast.train.trainer import TrainResult, train
 
@@ -9,6 +8,5 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "get_train_config",
-    "load_checkpoint_model",
     "train",
 ]

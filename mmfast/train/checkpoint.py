@@ -8,14 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from mmfast.files import atomic_path
-from mmfast.models.serialization import FORMATS, format_of, model_class
-
-FORMAT = "mmfast.TrainCheckpoint"
+from mmfast.models.checkpoint_file import FORMAT, read_checkpoint_metadata, saved_model
+from mmfast.models.serialization import FORMATS, format_of
 
 
 def _split_optimizer(state: dict) -> tuple[dict[str, Tensor], dict]:
@@ -72,37 +70,12 @@ def save_training_checkpoint(
         save_file(tensors, str(tmp), metadata=metadata)
 
 
-def read_metadata(path: str | Path) -> dict[str, str]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as err:  # noqa: BLE001 - re-raised with the file named
-        raise ValueError(f"{path} is not a safetensors file: {err}") from err
-    if meta.get("format") != FORMAT:
-        raise ValueError(
-            f"{path} is not an mmfast training checkpoint (format {meta.get('format')!r})"
-        )
-    return meta
-
-
 # How a model runs, which may change when a run resumes (fields of either config class).
 _RUNTIME_FIELDS = ("use_checkpoint", "attention_backend")
 
 
-def _saved_model(meta: dict[str, str]) -> tuple[str, object]:
-    """(format, config) of a training checkpoint's model; checkpoints from before the SR stage
-    hold a CoupledUNet."""
-    fmt = meta.get("model_format", "mmfast.CoupledUNet")
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown model format {fmt!r} in a training checkpoint")
-    return fmt, FORMATS[fmt][1].from_dict(json.loads(meta["model_config"]))
-
-
 def _check_same_model(path: Path | str, meta: dict[str, str], config) -> None:
-    fmt, saved = _saved_model(meta)
+    fmt, saved = saved_model(meta)
     kind = FORMATS[fmt][0]
     if not isinstance(saved, type(config)):
         wanted = next(name for name, cls in FORMATS.values() if cls is type(config))
@@ -126,7 +99,7 @@ def _check_same_model(path: Path | str, meta: dict[str, str], config) -> None:
 def check_resumable(path: str | Path, train_config) -> None:
     """Raise ValueError unless the training checkpoint `path` can resume a run of `train_config`
     (a TrainConfig): an mmfast training checkpoint of the same model. Reads only the header."""
-    meta = read_metadata(path)
+    meta = read_checkpoint_metadata(path)
     config = train_config.model_config().replace(
         use_checkpoint=train_config.activation_checkpointing
     )
@@ -142,7 +115,7 @@ def load_training_checkpoint(
     scaler: torch.amp.GradScaler,
 ) -> dict[str, str]:
     """Restore everything in place; returns the checkpoint's metadata (its "step" is the next step)."""
-    meta = read_metadata(path)
+    meta = read_checkpoint_metadata(path)
     _check_same_model(path, meta, model.config)
     tensors = load_file(str(path), device="cpu")
     group = lambda prefix: {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
@@ -164,17 +137,3 @@ def load_training_checkpoint(
     if cuda_states and len(cuda_states) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda_states)
     return meta
-
-
-def load_checkpoint_model(path: str | Path, weights: str = "ema"):
-    """The model (CoupledUNet or SuperResUNet) of a training checkpoint with its EMA ("ema") or raw
-    ("raw") weights, on the CPU."""
-    if weights not in ("ema", "raw"):
-        raise ValueError(f"weights must be 'ema' or 'raw', got {weights!r}")
-    fmt, config = _saved_model(read_metadata(path))
-    model = model_class(fmt)(config)
-    prefix = "ema." if weights == "ema" else "model."
-    with safe_open(str(path), framework="pt") as f:
-        state = {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118
-    model.load_state_dict(state, strict=True)
-    return model

@@ -91,6 +91,18 @@ class TrainConfig:
     seed: int = option(0, "the run's random seed", bound=NONNEGATIVE_INT)
     log_every: int = option(10, "steps between log lines", bound=POSITIVE_INT)
     checkpoint_every: int = option(1000, "steps between checkpoints", bound=POSITIVE_INT)
+    tensorboard: bool = option(
+        False,
+        "TensorBoard events in RUN/tensorboard: loss per modality and by timestep quartile, lr, "
+        "grad norm, samples/s, data-wait share, peak GPU memory (pip install 'mmfast[tensorboard]')",
+    )
+    sample_every: int = option(
+        0,
+        "every N steps, preview clips (mp4 + png) of the EMA model from a fixed seed in "
+        "RUN/previews (0: none)",
+        bound=NONNEGATIVE_INT,
+        stages=("base",),
+    )
     max_minutes: float | None = option(
         None, "stop (with a checkpoint) after this wall time", flag="--minutes", bound=POSITIVE
     )
@@ -122,6 +134,10 @@ class TrainConfig:
             raise ValueError(f"min_snr_gamma must be positive, got {self.min_snr_gamma}")
         if self.warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.sample_every < 0:
+            raise ValueError(f"sample_every must be >= 0, got {self.sample_every}")
+        if self.stage == "sr" and self.sample_every:
+            raise ValueError("sample_every previews the coupled model; the SR stage has none")
         if self.stage == "sr" and (self.prediction, self.loss_weighting) != ("eps", "uniform"):
             raise ValueError(
                 "the SR stage trains the release's learned-variance eps model with the hybrid "

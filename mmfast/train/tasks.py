@@ -157,7 +157,8 @@ class CoupledTask:
             weighting=self.weighting,
             min_snr_gamma=self.gamma,
         )
-        return out.loss, {"video": out.video, "audio": out.audio}
+        stats = {"video": out.video, "audio": out.audio}
+        return out.loss, stats | {"timesteps": out.timesteps, "sample_error": out.sample_error}
 
 
 class SuperResTask:

@@ -16,16 +16,18 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from mmfast.diffusion import NoiseSchedule
+from mmfast.models.checkpoint_file import CHECKPOINT
 from mmfast.train.checkpoint import load_training_checkpoint, save_training_checkpoint
 from mmfast.train.config import TrainConfig
 from mmfast.train.data import ClipDataset, Draws, DrawSampler
 from mmfast.train.distributed import DistInfo, barrier, setup_distributed, teardown_distributed
 from mmfast.train.ema import EMA
+from mmfast.train.preview import write_previews
 from mmfast.train.progress import TrainProgress
 from mmfast.train.seeding import STREAMS, derive_seed
 from mmfast.train.tasks import StepInfo, task_for
+from mmfast.train.watch import TensorBoardLog, Window, require_tensorboard
 
-CHECKPOINT = "checkpoint.safetensors"
 EMA_MODEL = "model-ema.safetensors"
 LOG = "log.jsonl"
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -110,6 +112,8 @@ def _train(
     config: TrainConfig, run_dir: Path, info: DistInfo, progress: bool, dataset, stop_at
 ) -> TrainResult:
     started = time.monotonic()
+    if config.tensorboard and info.is_main:
+        require_tensorboard()  # before the run writes anything
     run_dir.mkdir(parents=True, exist_ok=True)
     device = info.device
     task = task_for(config)
@@ -158,9 +162,13 @@ def _train(
     if progress and info.is_main:
         max_seconds = None if config.max_minutes is None else 60 * config.max_minutes
         bar = TrainProgress(step, end, max_seconds, started)
-    last_loss, rate, window_start, window_items = math.nan, 0.0, time.monotonic(), 0
+    board = TensorBoardLog(run_dir, step) if config.tensorboard and info.is_main else None
+    window = Window(device, schedule.num_timesteps)
+    last_loss, rate = math.nan, 0.0
     while step < end:
+        waiting = time.monotonic()
         batch = [t.to(device, non_blocking=True) for t in next(batches)]
+        waited = time.monotonic() - waiting
         model.train()
         torch.manual_seed(
             derive_seed(config.seed, STREAMS["dropout"], info.rank, step)
@@ -168,18 +176,28 @@ def _train(
         at = StepInfo(config.seed, info.rank, step, device, config.compile)
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
             loss, stats = task.loss(forward, model, batch, schedule, at)
+        # Per-sample tensors [B] for the loss by timestep quartile; the rest are scalars.
+        timesteps, sample_error = stats.pop("timesteps", None), stats.pop("sample_error", None)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        lr = config.learning_rate(step)
         for group in optimizer.param_groups:  # a function of the step: resumes exactly
-            group["lr"] = config.learning_rate(step)
+            group["lr"] = lr
+        logs = (step + 1) % config.log_every == 0 or step + 1 == end
+        grad_norm = None
         if config.grad_clip is not None:
             scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        elif logs:
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.get_total_norm(
+                [p.grad for p in model.parameters() if p.grad is not None]
+            )
         scaler.step(optimizer)
         scaler.update()
         ema.update(model)
         step += 1
-        window_items += batch[0].shape[0] * info.world_size
+        window.add(batch[0].shape[0] * info.world_size, waited, timesteps, sample_error)
 
         timed_out = (
             config.max_minutes is not None
@@ -187,37 +205,46 @@ def _train(
         )
         if step % config.log_every == 0 or step == end or timed_out:
             last_loss = loss.item()
-            now = time.monotonic()
-            rate = window_items / max(now - window_start, 1e-9)
-            window_start, window_items = now, 0
-            record = dict(
-                step=step,
-                loss=last_loss,
-                **{k: v.item() for k, v in stats.items()},
-                samples_per_s=rate,
-            )
+            parts = {k: v.item() for k, v in stats.items()}
+            record = dict(step=step, loss=last_loss, **parts, lr=lr)
+            if grad_norm is not None:
+                record["grad_norm"] = float(grad_norm)
+            record.update(window.close())
+            rate = record["samples_per_s"]
             if info.is_main:
                 _log(run_dir, record)
+                if board is not None:
+                    board.write(record)
                 if bar is not None:
-                    shown = {
-                        k: f"{v:.4f}"
-                        for k, v in record.items()
-                        if k not in ("step", "samples_per_s")
-                    }
+                    shown = {k: f"{record[k]:.4f}" for k in ("loss", *parts)}
                     bar.update(step, **shown, samples_per_s=f"{rate:.2f}")
         if bar is not None:
             bar.update(step)
         if step % config.checkpoint_every == 0 or step == end or timed_out:
             _checkpoint(run_dir, model, ema, optimizer, scaler, step, config, info)
+            if board is not None:
+                board.flush()
+        if config.sample_every and step % config.sample_every == 0 and info.is_main:
+            _preview(run_dir, model, ema, step, config)
         if timed_out:
             break
     if bar is not None:
         bar.close()
+    if board is not None:
+        board.close()
     if not (run_dir / CHECKPOINT).exists() or step == 0:
         _checkpoint(run_dir, model, ema, optimizer, scaler, step, config, info)
     return TrainResult(
         step, last_loss, rate, run_dir / CHECKPOINT, run_dir / EMA_MODEL, model, info.is_main
     )
+
+
+def _preview(run_dir: Path, model, ema: EMA, step: int, config: TrainConfig) -> None:
+    """Rank 0 writes preview clips of the EMA weights (the others go on to the next step and wait
+    for it in the gradient all-reduce)."""
+    averaged = type(model)(model.config).to(next(model.parameters()).device)
+    ema.copy_to(averaged)
+    write_previews(averaged, run_dir, step, seed=config.seed, fps=config.fps)
 
 
 def _checkpoint(

@@ -1,6 +1,7 @@
-"""`sample(..., timesteps="release")` against the release's rules, written out here on their own:
-the times its samplers show the model, the order of its noise draws, and a whole DDPM / DDIM run
-reimplemented from its p_sample / ddim_sample."""
+"""`sample(..., timesteps="release")` and guided-diffusion's respacing strings with
+`noise_order="release"` against the release's rules, written out here on their own: the times its
+samplers show the model, the order of its noise draws, and whole DDPM / DDIM runs reimplemented
+from its p_sample / ddim_sample."""
 
 from __future__ import annotations
 
@@ -115,10 +116,29 @@ def test_dpm_solver_pp_release_is_its_logsnr_grid(gauss):
         )
 
 
-def _release_respaced(steps: int) -> tuple[list[int], np.ndarray]:
-    """guided-diffusion's "ddimN" respacing: the kept times and the respaced betas."""
-    stride = next(k for k in range(1, T) if len(range(0, T, k)) == steps)
-    kept = list(range(0, T, stride))
+def space_timesteps(spec: str) -> list[int]:
+    """guided-diffusion's space_timesteps(T, spec), ascending. "ddimN": the smallest integer
+    stride k with exactly N times in range(0, T, k). Otherwise comma-separated counts, one per
+    equal section of range(T) (the first T % sections one longer): a section of `size` keeps
+    `count` times at start + round(x), x stepping by (size - 1) / (count - 1) from 0."""
+    if spec.startswith("ddim"):
+        stride = next(k for k in range(1, T) if len(range(0, T, k)) == int(spec[4:]))
+        return list(range(0, T, stride))
+    counts = [int(c) for c in spec.split(",")]
+    kept, start = set(), 0
+    for i, count in enumerate(counts):
+        size = T // len(counts) + (1 if i < T % len(counts) else 0)
+        x, frac = 0.0, (size - 1) / (count - 1) if count > 1 else 1
+        for _ in range(count):
+            kept.add(start + round(x))
+            x += frac
+        start += size
+    return sorted(kept)
+
+
+def _release_respaced(spec: str) -> tuple[list[int], np.ndarray]:
+    """A guided-diffusion respacing: the kept times and the respaced betas."""
+    kept = space_timesteps(spec)
     last, betas = 1.0, []
     for t in kept:
         betas.append(1 - ACP[t] / last)
@@ -126,7 +146,7 @@ def _release_respaced(steps: int) -> tuple[list[int], np.ndarray]:
     return kept, np.array(betas)
 
 
-def release_run(gauss, sampler: str, n: int, steps: int, seed: int, eta: float = 0.0):
+def release_run(gauss, sampler: str, n: int, spec: str, seed: int, eta: float = 0.0):
     """The release's p_sample_loop / ddim_sample_loop on the respaced chain, float64 maths on
     float32 draws: initial video then audio noise; at every step (the last included) a video
     then an audio draw; clipped x0; DDPM's fixed large variance. Returns (sample [n, D], the
@@ -135,7 +155,7 @@ def release_run(gauss, sampler: str, n: int, steps: int, seed: int, eta: float =
     draw = lambda: flat(
         torch.randn((n, *VIDEO), generator=g), torch.randn((n, *AUDIO), generator=g)
     )
-    kept, betas = _release_respaced(steps)
+    kept, betas = _release_respaced(spec)
     acp = np.cumprod(1 - betas)
     acp_prev = np.append(1.0, acp[:-1])
     x = draw().double()
@@ -171,7 +191,7 @@ def release_run(gauss, sampler: str, n: int, steps: int, seed: int, eta: float =
 )
 def test_discrete_release_run_is_reproduced(gauss, sampler, options):
     n, steps, seed = 3, 25, 11
-    expected, g_release = release_run(gauss, sampler, n, steps, seed, **options)
+    expected, g_release = release_run(gauss, sampler, n, f"ddim{steps}", seed, **options)
     g = torch.Generator().manual_seed(seed)
     v, a = sample_pair(
         gauss.denoiser,
@@ -196,6 +216,57 @@ def test_discrete_release_run_is_reproduced(gauss, sampler, options):
         **options,
     )
     assert not torch.allclose(flat(v2, a2).double(), expected, atol=1e-3)
+
+
+def test_release_ddpm_run_with_respacing_50_is_reproduced(gauss):
+    """A release DDPM run configured with timestep_respacing="50": its grid (999, 979, 958, ...)
+    with its draws, from timesteps="50" and noise_order="release"."""
+    kept = space_timesteps("50")
+    assert len(kept) == 50 and kept[::-1][:4] == [999, 979, 958, 938] and kept[0] == 0
+    n, seed = 2, 4
+    expected, g_release = release_run(gauss, "ddpm", n, "50", seed)
+    g = torch.Generator().manual_seed(seed)
+    spy = Spy(gauss.denoiser)
+    v, a = sample_pair(spy, n, sampler="ddpm", generator=g, timesteps="50", noise_order="release")
+    assert spy.times == [float(t) for t in kept[::-1]]
+    got = flat(v, a).double()
+    assert ((got - expected).norm() / expected.norm()).item() < 1e-5
+    assert torch.equal(torch.randn(4, generator=g), torch.randn(4, generator=g_release))
+
+
+@pytest.mark.parametrize("spec", ["50", "ddim25", "250,200,150", "10,1", "7"])
+def test_respacing_strings_give_guided_diffusions_times(gauss, spec):
+    spy = Spy(gauss.denoiser)
+    sample_pair(spy, 1, sampler="ddim", timesteps=spec)
+    assert spy.times == [float(t) for t in space_timesteps(spec)[::-1]]
+
+
+def test_release_timesteps_are_the_ddimN_grid_in_the_release_order(gauss):
+    """timesteps="release" (kept for DDPM/DDIM as the release's whole run) is "ddimN" plus
+    noise_order="release"; the grid alone draws in mmfast's order."""
+    runs = {}
+    for key, options in {
+        "release": {"timesteps": "release", "steps": 25},
+        "split": {"timesteps": "ddim25", "noise_order": "release"},
+        "grid only": {"timesteps": "ddim25"},
+    }.items():
+        g = torch.Generator().manual_seed(6)
+        runs[key] = flat(*sample_pair(gauss.denoiser, 1, sampler="ddpm", generator=g, **options))
+    assert torch.equal(runs["release"], runs["split"])
+    assert not torch.allclose(runs["grid only"], runs["release"], atol=1e-3)
+
+
+def test_respacing_options_are_checked(gauss):
+    with pytest.raises(ValueError, match=r"timesteps='50' gives 50 steps of 1000, not steps=20"):
+        sample_pair(gauss.denoiser, 1, sampler="ddpm", steps=20, timesteps="50")
+    with pytest.raises(ValueError, match="guided-diffusion respacing"):
+        sample_pair(gauss.denoiser, 1, sampler="ddim", timesteps="fifty")
+    with pytest.raises(ValueError, match="respacing strings are for DDPM and DDIM"):
+        sample_pair(gauss.denoiser, 1, sampler="dpm-solver", timesteps="50")
+    with pytest.raises(ValueError, match="cannot divide a section of 500 timesteps into 600"):
+        sample_pair(gauss.denoiser, 1, sampler="ddpm", timesteps="600,1")
+    with pytest.raises(ValueError, match=r"noise_order must be one of \('mmfast', 'release'\)"):
+        sample_pair(gauss.denoiser, 1, sampler="ddpm", steps=2, noise_order="original")
 
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm-solver", "dpm-solver++"])

@@ -197,8 +197,8 @@ class _Payload:
 @pytest.mark.parametrize(
     "content, match",
     [
-        ({"pca_eigen_vectors": _Payload(), "pca_means": np.zeros(128)}, "cannot read"),
-        ({"pca_eigen_vectors": np.zeros((128, 128), np.int64)}, "cannot read"),
+        ({"pca_eigen_vectors": _Payload(), "pca_means": np.zeros(128)}, "is not a readable"),
+        ({"pca_eigen_vectors": np.zeros((128, 128), np.int64)}, "is not a readable"),
         ({"pca_eigen_vectors": np.zeros((128, 128))}, "missing pca_means"),
         ({"pca_eigen_vectors": np.zeros((128, 128)), "pca_means": np.zeros(127)}, "pca_means: "),
         ({"pca_eigen_vectors": torch.zeros(128, 128), "pca_means": "0"}, "pca_means: a str"),

@@ -10,7 +10,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from mmfast.eval.weights import WeightFileError, load_strict, read_state_dict, require_file
+from mmfast.eval.weights import WeightFileError, load_strict, require_file
+from mmfast.state_dict import StateDictError, read_state_dict
 
 
 def _net() -> nn.Module:
@@ -32,7 +33,7 @@ def test_read_state_dict_formats_and_refusals(tmp_path):
     torch.save({"state_dict": state}, tmp_path / "wrapped.pt")
     save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "a.safetensors")
     for name in ("a.pt", "wrapped.pt", "a.safetensors"):
-        got = read_state_dict(tmp_path / name, what="a net")
+        got = read_state_dict(tmp_path / name, what="net")
         assert set(got) == set(state) and all(torch.equal(got[k], state[k]) for k in state)
 
     class Evil:
@@ -41,14 +42,14 @@ def test_read_state_dict_formats_and_refusals(tmp_path):
 
     with open(tmp_path / "evil.pt", "wb") as f:
         pickle.dump({"w": Evil()}, f, protocol=2)
-    with pytest.raises(WeightFileError, match="evil.pt: cannot read a net"):
-        read_state_dict(tmp_path / "evil.pt", what="a net")
+    with pytest.raises(StateDictError, match="evil.pt is not a readable net"):
+        read_state_dict(tmp_path / "evil.pt", what="net")
     (tmp_path / "cut.pt").write_bytes((tmp_path / "a.pt").read_bytes()[:100])
-    with pytest.raises(WeightFileError, match="cut.pt: cannot read"):
-        read_state_dict(tmp_path / "cut.pt", what="a net")
+    with pytest.raises(WeightFileError, match="cut.pt is not a readable net"):
+        read_state_dict(tmp_path / "cut.pt", what="net", error=WeightFileError)
     torch.save([1, 2], tmp_path / "list.pt")
-    with pytest.raises(WeightFileError, match="expected a net as a state dict"):
-        read_state_dict(tmp_path / "list.pt", what="a net")
+    with pytest.raises(StateDictError, match="list.pt holds a list; net must be a dict of tensors"):
+        read_state_dict(tmp_path / "list.pt", what="net")
 
 
 def test_load_strict_lists_every_difference_and_allows_optional_keys():

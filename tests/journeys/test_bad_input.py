@@ -104,8 +104,8 @@ def _cases(f: dict[str, Path], out: Path) -> list[tuple[list[str], str]]:
             + str(f["ckpt"])
             + " holds a checkpoint of another model",
         ),
-        ([*sample, "--num", "0"], "--num: expected a positive integer, got '0'"),
-        ([*sample, "--num", "-1"], "--num: expected a positive integer"),
+        ([*sample, "--num", "0"], "--num/--clips: expected a positive integer, got '0'"),
+        ([*sample, "--num", "-1"], "--num/--clips: expected a positive integer"),
         ([*sample, "--batch-size", "0"], "--batch-size: expected a positive integer"),
         ([*sample, "--steps", "0"], "--steps: expected a positive integer"),
         ([*sample, "--seed", "-1"], "--seed: expected an integer >= 0"),

@@ -12,7 +12,7 @@ from readme import code_blocks, command_lines
 from mmfast.cli import build_parser
 from mmfast.models import CoupledUNet, SuperResUNet
 from mmfast.models.official import to_official_state_dict
-from mmfast.models.sr_official import to_official_sr_state_dict
+from mmfast.models.official_sr import to_official_sr_state_dict
 
 # The README commands the journeys run: (words the command holds, its launcher).
 JOURNEYS = [
@@ -20,6 +20,7 @@ JOURNEYS = [
     (("train", "--precision"), None),  # test_train_and_sample.py
     (("train",), "torchrun"),
     (("sample", "--sampler", "dpm-solver"), None),
+    (("sample", "--noise-order"), None),  # test_train_and_sample.py
     (("sample", "--condition-video"), None),
     (("sample", "--condition-audio"), None),  # and test_official.py at the released size
     (("convert-official", "landscape.pt"), None),  # test_official.py
@@ -30,6 +31,9 @@ JOURNEYS = [
     (("eval", "--vggish"), None),  # test_eval.py
     (("eval", "--protocol", "mmdiffusion"), None),
     (("eval",), "torchrun"),  # test_eval.py
+    (("train", "--tensorboard"), None),  # test_watch.py
+    (("plot",), None),
+    (("sample",), "torchrun"),  # test_sample_ranks.py
     (("prepare",), None),  # test_prepare.py
     (("prepare",), "torchrun"),
     (("train", "~/landscape-64"), None),
@@ -65,16 +69,16 @@ SUBSTITUTIONS = [
         "sample(model, (1, 16, 3, 64, 64), (1, 1, 25600)",
     ),
     (
-        'CoupledUNet.from_official("landscape.pt")',
-        'CoupledUNet.from_official("landscape.pt", "tiny")',
+        'load_model("landscape.pt")',
+        'load_model("landscape.pt", config="tiny")',
     ),
     ("64, 64", "32, 32"),
     ("25600", "4096"),
     ("steps=20", "steps=2"),
     ("steps=50", "steps=2"),
     (
-        'SuperResUNet.from_official("landscape-sr.pt")',
-        'SuperResUNet.from_official("landscape-sr.pt", "tiny-sr")',
+        'load_model("landscape-sr.pt")',
+        'load_model("landscape-sr.pt", config="tiny-sr")',
     ),
     ("256, 256", "128, 128"),
     ("steps=25", "steps=2"),

@@ -11,8 +11,8 @@ from readme import readme_command, substitute
 from safetensors import safe_open
 from user_media import check_clips, check_png, checkpoint_step, decode, log_steps, mmfast
 
-from mmfast.models import SuperResUNet, get_sr_config
-from mmfast.models.sr_official import to_official_sr_state_dict
+from mmfast.models import SuperResUNet, get_sr_config, load_model
+from mmfast.models.official_sr import to_official_sr_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def sr_run(media, tmp_path_factory) -> Path:
 
 
 def test_train_sr_on_a_user_folder_resumes(sr_run):
-    assert SuperResUNet.load(sr_run / "model-ema.safetensors").config.large_size == 128
+    assert load_model(sr_run / "model-ema.safetensors", kind=SuperResUNet).config.large_size == 128
 
 
 def test_sample_with_super_resolution(run_dir, sr_run, tmp_path):
@@ -60,7 +60,7 @@ def test_sample_with_super_resolution(run_dir, sr_run, tmp_path):
     assert (d.video_frames, d.width, d.height, d.audio_rate) == (16, 128, 128, 16000), d
     assert abs(d.audio_seconds - 1.6) <= 1024 / 16000
     check_png(out / "sample_000_sr.png")
-    assert "16/16" in proc.stderr  # frames upsampled, as the progress bar counts them
+    assert "clips: 100%" in proc.stderr and "1/1" in proc.stderr  # one bar: clips, SR included
     assert f"sample_NNN_sr.mp4 and .png in {out.name}" in proc.stdout
 
 
@@ -91,6 +91,6 @@ def test_convert_an_original_sr_checkpoint(tmp_path):
     proc = mmfast(*argv, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "SuperResUNet" in proc.stdout and "preset tiny-sr" in proc.stdout
-    converted = SuperResUNet.load(tmp_path / "landscape-sr.safetensors")
+    converted = load_model(tmp_path / "landscape-sr.safetensors", kind=SuperResUNet)
     for (k, a), b in zip(converted.state_dict().items(), original.state_dict().values()):
         assert torch.equal(a, b), k

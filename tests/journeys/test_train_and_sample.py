@@ -56,6 +56,16 @@ def test_sample_from_the_run_folder(run_dir, tmp_path):
     assert "3/3" in proc.stderr  # clips done, as the progress bar shows them
 
 
+def test_release_respacing_run_from_the_run_folder(run_dir, tmp_path):
+    """README's release DDPM line: a respacing string (here "10" for "50") in the release's
+    noise order."""
+    line = readme_command("sample", "--noise-order")
+    argv = substitute(line, {"runs/landscape": str(run_dir), "50": "10"}, ["--batch-size", "2"])
+    proc = mmfast(*argv, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    check_clips(tmp_path / "release-50", 2)
+
+
 def test_video_to_audio_from_an_mp4(run_dir, media, tmp_path):
     line = readme_command("sample", "--condition-video")
     argv = substitute(

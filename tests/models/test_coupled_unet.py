@@ -6,7 +6,7 @@ import pytest
 import torch
 from helpers import randomize_, rel_err
 
-from mmfast.models import CoupledUNet, CoupledUNetConfig, get_config
+from mmfast.models import CoupledUNet, CoupledUNetConfig, get_config, load_model
 from mmfast.models.rsmma import CrossModalAttention
 
 
@@ -150,14 +150,14 @@ def test_autocast_runs_with_fp32_norms(tiny, dtype, tol):
 def test_save_and_load_round_trip(tiny, tmp_path):
     path = tmp_path / "tiny.safetensors"
     tiny.save(path)
-    loaded = CoupledUNet.load(path)
+    loaded = load_model(path, kind=CoupledUNet)
     assert loaded.config == tiny.config
     for (k, a), b in zip(loaded.state_dict().items(), tiny.state_dict().values()):
         assert torch.equal(a, b), k
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic write left nothing behind
-    torch.save({"x": torch.zeros(1)}, tmp_path / "pickle.pt")
-    with pytest.raises(ValueError, match="not a safetensors file"):
-        CoupledUNet.load(tmp_path / "pickle.pt")
+    torch.save({"x": torch.zeros(1)}, tmp_path / "pickle.safetensors")
+    with pytest.raises(ValueError, match="pickle.safetensors is neither a safetensors file"):
+        load_model(tmp_path / "pickle.safetensors", kind=CoupledUNet)
 
 
 def test_config_round_trips_through_json():

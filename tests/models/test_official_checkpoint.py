@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers import rel_err
 
-from mmfast.models import CoupledUNet
+from mmfast.models import CoupledUNet, load_model
 from mmfast.models.official import (
     convert_official_state_dict,
     official_name,
@@ -31,7 +31,7 @@ def official(reference_dir):
 
 @pytest.fixture(scope="module")
 def official_model(official):
-    return CoupledUNet.from_official(official[0]).eval()
+    return load_model(official[0]).eval()
 
 
 def test_release_configuration_size(official):
@@ -101,11 +101,11 @@ def test_ddp_prefix_and_file_loading(official, tmp_path, official_model):
     sd, _, _ = official
     path = tmp_path / "release.pt"
     torch.save({"module." + k: v for k, v in sd.items()}, path)
-    model = CoupledUNet.from_official(path)
+    model = load_model(path)
     for (k, a), b in zip(model.state_dict().items(), official_model.state_dict().values()):
         assert torch.equal(a, b), k
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        CoupledUNet.from_official(tmp_path / "nope.pt")
+        load_model(tmp_path / "nope.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.pt is not a readable PyTorch state dict"):
-        CoupledUNet.from_official(tmp_path / "junk.pt")
+        load_model(tmp_path / "junk.pt")

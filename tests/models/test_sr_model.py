@@ -8,8 +8,8 @@ import pytest
 import torch
 from helpers import rel_err
 
-from mmfast.models import SuperResUNet, get_sr_config
-from mmfast.models.sr_official import to_official_sr_state_dict
+from mmfast.models import SuperResUNet, get_sr_config, load_model
+from mmfast.models.official_sr import to_official_sr_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,8 @@ def test_release_layout_and_size(release):
 
 def test_forward_matches_release(release):
     sd, ref, _ = release
-    model = SuperResUNet.from_official(sd).eval()
+    model = load_model(sd).eval()
+    assert isinstance(model, SuperResUNet)  # told apart from the coupled layout by its names
     assert torch.equal(
         to_official_sr_state_dict(model)["middle_block.1.qkv.weight"],
         sd["middle_block.1.qkv.weight"],
@@ -61,7 +62,7 @@ def test_tiny_preset_shapes_and_round_trip(tmp_path):
         out = model(x, t, low)
     assert out.shape == (2, 6, 128, 128) and torch.isfinite(out).all()
     model.save(tmp_path / "sr.safetensors")
-    back = SuperResUNet.load(tmp_path / "sr.safetensors")
+    back = load_model(tmp_path / "sr.safetensors", kind=SuperResUNet)
     assert back.config == cfg
     with torch.no_grad():
         torch.testing.assert_close(back(x, t, low), out, rtol=0, atol=0)
@@ -85,10 +86,10 @@ def test_a_file_of_another_kind_is_named(tmp_path):
 
     CoupledUNet("tiny").save(tmp_path / "base.safetensors")
     with pytest.raises(ValueError, match="holds a CoupledUNet, not a SuperResUNet"):
-        SuperResUNet.load(tmp_path / "base.safetensors")
+        load_model(tmp_path / "base.safetensors", kind=SuperResUNet)
     SuperResUNet("tiny-sr").save(tmp_path / "sr.safetensors")
     with pytest.raises(ValueError, match="holds a SuperResUNet, not a CoupledUNet"):
-        CoupledUNet.load(tmp_path / "sr.safetensors")
+        load_model(tmp_path / "sr.safetensors", kind=CoupledUNet)
 
 
 def test_a_base_model_checkpoint_is_not_an_sr_one(release):
@@ -96,7 +97,7 @@ def test_a_base_model_checkpoint_is_not_an_sr_one(release):
     from mmfast.models.official import to_official_state_dict
 
     with pytest.raises(ValueError, match="does not match the model"):
-        SuperResUNet.from_official(to_official_state_dict(CoupledUNet("tiny")), "tiny-sr")
+        load_model(to_official_state_dict(CoupledUNet("tiny")), kind=SuperResUNet, config="tiny-sr")
 
 
 SMALL = dict(

@@ -14,8 +14,8 @@ from helpers import randomize_, rel_err
 
 from mmfast.models import CoupledUNet
 from mmfast.models.resblock import ResBlock
-from mmfast.ops.dilated_conv import CONV_BACKENDS, ConvBackend
-from mmfast.ops.dilated_conv_reference import norm_silu_dilated_conv1d_reference
+from mmfast.ops import GN_SILU_CONV_BACKENDS, Backend
+from mmfast.ops.gn_silu_conv_reference import gn_silu_conv1d_reference
 
 CUDA = torch.cuda.is_available()
 if not CUDA:
@@ -49,14 +49,15 @@ def _forward_backward(model: CoupledUNet, video, audio) -> dict[str, torch.Tenso
 def _float64_path(x, norm_weight, norm_bias, groups, weight, bias, dilation, eps):
     """The audio in-path in float64, cast back: differentiable, exact up to the final rounding."""
     args = (x, norm_weight, norm_bias)
-    y = norm_silu_dilated_conv1d_reference(
+    y = gn_silu_conv1d_reference(
         *(t.double() for t in args), groups, weight.double(), bias.double(), dilation, eps
     )
     return y.to(x.dtype)
 
 
 def test_tiny_unet_triton_audio_path_matches_pytorch(monkeypatch):
-    monkeypatch.setitem(CONV_BACKENDS, "float64", ConvBackend("float64", _float64_path, _anywhere))
+    float64 = Backend("float64", _float64_path, _anywhere)  # no priority: runs only when named
+    monkeypatch.setitem(GN_SILU_CONV_BACKENDS, "float64", float64)
     model = randomize_(CoupledUNet("tiny"), seed=3).to(DEVICE)
     g = torch.Generator().manual_seed(0)
     # 8 frames of 16x16 and 512 samples: the smallest inputs every level of the U-Net accepts.

@@ -93,9 +93,9 @@ class Checker:
     def __init__(self, arch: int):
         from mmfast.kernels import (
             device,
-            gn_silu_dilated_conv_bwd,
-            gn_silu_dilated_conv_fwd,
-            group_norm_stats,
+            gn_silu_conv_bwd,
+            gn_silu_conv_fwd,
+            gn_silu_conv_stats,
             rsmma_bwd,
             rsmma_fwd,
         )
@@ -107,9 +107,9 @@ class Checker:
         self.launches: list[Launch] = []
         self.m = dict(
             device=device,
-            conv_fwd=gn_silu_dilated_conv_fwd,
-            conv_bwd=gn_silu_dilated_conv_bwd,
-            stats=group_norm_stats,
+            conv_fwd=gn_silu_conv_fwd,
+            conv_bwd=gn_silu_conv_bwd,
+            stats=gn_silu_conv_stats,
             rsmma_fwd=rsmma_fwd,
             rsmma_bwd=rsmma_bwd,
         )
@@ -120,12 +120,12 @@ class Checker:
         for module, names in (
             (rsmma_fwd, ["rsmma_fwd_kernel"]),
             (rsmma_bwd, ["rsmma_bwd_kernel_preprocess", "rsmma_bwd_kernel_dkdv", "rsmma_bwd_kernel_dq"]),
-            (gn_silu_dilated_conv_fwd, ["gn_silu_dilated_conv_fwd_kernel"]),
-            (group_norm_stats, ["group_norm_stats_fwd_kernel"]),
-            (gn_silu_dilated_conv_bwd, [
-                "gn_silu_dilated_conv_bwd_kernel_dx",
-                "gn_silu_dilated_conv_bwd_kernel_dx_norm",
-                "gn_silu_dilated_conv_bwd_kernel_dw",
+            (gn_silu_conv_fwd, ["gn_silu_conv_fwd_kernel"]),
+            (gn_silu_conv_stats, ["gn_silu_conv_stats_kernel"]),
+            (gn_silu_conv_bwd, [
+                "gn_silu_conv_bwd_kernel_dx",
+                "gn_silu_conv_bwd_kernel_dx_norm",
+                "gn_silu_conv_bwd_kernel_dw",
             ]),
         ):  # fmt: skip
             for name in names:
@@ -202,12 +202,10 @@ class Checker:
                             w = torch.empty(cout, cin, 3, dtype=dtype)
                             bias = torch.empty(cout, dtype=dtype)
                             gamma = torch.empty(cin)
-                            y, mean, rstd = fwd.gn_silu_dilated_conv_fwd(
+                            y, mean, rstd = fwd.gn_silu_conv_fwd(
                                 x, w, bias, dilation, gamma, gamma, 32
                             )
-                            bwd.gn_silu_dilated_conv_bwd(
-                                y, x, w, dilation, mean, rstd, gamma, gamma, 32
-                            )
+                            bwd.gn_silu_conv_bwd(y, x, w, dilation, mean, rstd, gamma, gamma, 32)
                             failed += self.collect(
                                 f"conv {tag} {cin}->{cout} L{length} d{dilation} B{batch} SM{sms}"
                             )

@@ -8,7 +8,7 @@ import torch
 
 from mmfast.kernels.rsmma_bwd import rsmma_bwd
 from mmfast.kernels.rsmma_fwd import TileConfig, rsmma_fwd
-from mmfast.ops.reference import naive_windowed_attention_lse
+from mmfast.ops.rsmma_reference import rsmma_naive_lse
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 TOL = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 2e-2}
@@ -51,7 +51,7 @@ def make_inputs(b, h, f, sq, sk, d, dtype, seed, device=DEVICE):
 def reference(q, k, v, dout, f, window, shift, scale):
     """out, lse, dq, dk, dv of the naive reference in float64, on the kernel's (rounded) inputs."""
     q, k, v = (t.double().requires_grad_() for t in (q, k, v))
-    out, lse = naive_windowed_attention_lse(q, k, v, f, window, shift, scale)
+    out, lse = rsmma_naive_lse(q, k, v, f, window, shift, scale)
     dq, dk, dv = torch.autograd.grad(out, (q, k, v), dout.double())
     return out.detach(), lse.detach(), dq, dk, dv
 

@@ -9,8 +9,7 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from mmfast.ops.dilated_conv import select_conv_backend
-from mmfast.ops.windowed_attention import select_backend
+from mmfast.ops import gn_silu_conv_backend, rsmma_backend
 
 CARDS = {
     (7, 0): "Tesla V100-SXM2-16GB",
@@ -51,11 +50,11 @@ def test_auto_picks_by_compute_capability(card, dtype):
     q, k, v = _attention_inputs(dtype)
     x = _conv_input(dtype)
     triton = card >= (8, 0)
-    assert select_backend(q, k, v, 3, "auto").name == ("triton" if triton else "gather")
-    assert select_conv_backend(x, "auto").name == ("triton" if triton else "torch")
+    assert rsmma_backend(q, k, v, 3, "auto").name == ("triton" if triton else "gather")
+    assert gn_silu_conv_backend(x, "auto").name == ("triton" if triton else "torch")
     if triton:
-        assert select_backend(q, k, v, 3, "triton").name == "triton"
-        assert select_conv_backend(x, "triton").name == "triton"
+        assert rsmma_backend(q, k, v, 3, "triton").name == "triton"
+        assert gn_silu_conv_backend(x, "triton").name == "triton"
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -66,6 +65,6 @@ def test_explicit_triton_below_sm80_names_the_card_and_why(card, dtype):
     name = CARDS[card]
     why = rf"{name} \(compute capability {card[0]}\.{card[1]}\) is below 8\.0: .*scalar FMA"
     with pytest.raises(ValueError, match=rf"backend 'triton' cannot run these inputs: {why}"):
-        select_backend(q, k, v, 3, "triton")
+        rsmma_backend(q, k, v, 3, "triton")
     with pytest.raises(ValueError, match=rf"backend 'triton' cannot run these inputs: {why}"):
-        select_conv_backend(x, "triton")
+        gn_silu_conv_backend(x, "triton")

@@ -9,9 +9,8 @@ from __future__ import annotations
 import torch
 from helpers import randomize_, rel_err
 
-import mmfast.ops.dilated_conv as conv_dispatch
-import mmfast.ops.windowed_attention as attention_dispatch
 from mmfast.models import CoupledUNet
+from mmfast.ops import backends
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 PYTORCH_PICKS = {"attention": {"gather"}, "conv": {"torch"}}  # SDPA and cuDNN on a GPU
@@ -40,20 +39,15 @@ def _inputs(model: CoupledUNet, device: str):
 def _picks(monkeypatch) -> dict[str, set[str]]:
     """Record the backends `auto` resolves to while the model runs eagerly."""
     seen: dict[str, set[str]] = {"attention": set(), "conv": set()}
-    pick_attention, pick_conv = attention_dispatch.select_backend, conv_dispatch.select_conv_backend
+    kind = {"RS-MMA": "attention", "gn_silu_conv": "conv"}
+    select = backends.select_backend
 
-    def attention(*args):
-        chosen = pick_attention(*args)
-        seen["attention"].add(chosen.name)
+    def spy(op, table, backend, *inputs):
+        chosen = select(op, table, backend, *inputs)
+        seen[kind[op]].add(chosen.name)
         return chosen
 
-    def conv(*args):
-        chosen = pick_conv(*args)
-        seen["conv"].add(chosen.name)
-        return chosen
-
-    monkeypatch.setattr(attention_dispatch, "select_backend", attention)
-    monkeypatch.setattr(conv_dispatch, "select_conv_backend", conv)
+    monkeypatch.setattr(backends, "select_backend", spy)
     return seen
 
 

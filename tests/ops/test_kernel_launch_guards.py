@@ -13,9 +13,9 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from mmfast.kernels import (
     device,
-    gn_silu_dilated_conv_bwd,
-    gn_silu_dilated_conv_fwd,
-    group_norm_stats,
+    gn_silu_conv_bwd,
+    gn_silu_conv_fwd,
+    gn_silu_conv_stats,
     rsmma_bwd,
     rsmma_fwd,
 )
@@ -26,11 +26,11 @@ KERNELS = [
     (rsmma_bwd, "rsmma_bwd_kernel_preprocess"),
     (rsmma_bwd, "rsmma_bwd_kernel_dkdv"),
     (rsmma_bwd, "rsmma_bwd_kernel_dq"),
-    (group_norm_stats, "group_norm_stats_fwd_kernel"),
-    (gn_silu_dilated_conv_fwd, "gn_silu_dilated_conv_fwd_kernel"),
-    (gn_silu_dilated_conv_bwd, "gn_silu_dilated_conv_bwd_kernel_dx"),
-    (gn_silu_dilated_conv_bwd, "gn_silu_dilated_conv_bwd_kernel_dx_norm"),
-    (gn_silu_dilated_conv_bwd, "gn_silu_dilated_conv_bwd_kernel_dw"),
+    (gn_silu_conv_stats, "gn_silu_conv_stats_kernel"),
+    (gn_silu_conv_fwd, "gn_silu_conv_fwd_kernel"),
+    (gn_silu_conv_bwd, "gn_silu_conv_bwd_kernel_dx"),
+    (gn_silu_conv_bwd, "gn_silu_conv_bwd_kernel_dx_norm"),
+    (gn_silu_conv_bwd, "gn_silu_conv_bwd_kernel_dw"),
 ]
 
 
@@ -74,12 +74,8 @@ def test_every_launch_runs_under_its_inputs_device_guard(monkeypatch):
     x = torch.randn(2, 8, 12, generator=g).to(DEVICE)
     w = torch.randn(6, 8, 3, generator=g).to(DEVICE)
     gamma = torch.ones(8, device=DEVICE)
-    y, mean, rstd = gn_silu_dilated_conv_fwd.gn_silu_dilated_conv_fwd(
-        x, w, None, 2, gamma, gamma, 4
-    )
-    gn_silu_dilated_conv_bwd.gn_silu_dilated_conv_bwd(
-        y, x, w, 2, mean, rstd, gamma, gamma, 4, has_bias=False
-    )
+    y, mean, rstd = gn_silu_conv_fwd.gn_silu_conv_fwd(x, w, None, 2, gamma, gamma, 4)
+    gn_silu_conv_bwd.gn_silu_conv_bwd(y, x, w, 2, mean, rstd, gamma, gamma, 4, has_bias=False)
     assert {name for name, _ in launches.launches} == {name for _, name in KERNELS}
     for name, opened in launches.launches:
         assert opened and opened[-1] == x.device, name
@@ -120,17 +116,15 @@ def test_tf32_choice_follows_the_new_precision_api(precision_settings, monkeypat
         _ = torch.backends.cudnn.allow_tf32  # what the conv read before
     monkeypatch.setattr(device, "sms", lambda x: 132)  # as if x were on a GPU
     x = torch.empty(1, 4, 8)
-    assert gn_silu_dilated_conv_fwd.input_precision(x) == precision
-    assert gn_silu_dilated_conv_fwd.input_precision(x.half()) == "tf32"  # ignored for 16-bit
+    assert gn_silu_conv_fwd.input_precision(x) == precision
+    assert gn_silu_conv_fwd.input_precision(x.half()) == "tf32"  # ignored for 16-bit
 
 
 @pytest.mark.parametrize("allow", [False, True])
 def test_tf32_choice_follows_the_legacy_flag(precision_settings, monkeypatch, allow):
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", allow)
     monkeypatch.setattr(device, "sms", lambda x: 132)
-    assert gn_silu_dilated_conv_fwd.input_precision(torch.empty(1, 4, 8)) == (
-        "tf32" if allow else "ieee"
-    )
+    assert gn_silu_conv_fwd.input_precision(torch.empty(1, 4, 8)) == ("tf32" if allow else "ieee")
 
 
 def test_empty_sequence_launches_nothing(monkeypatch):
@@ -138,9 +132,9 @@ def test_empty_sequence_launches_nothing(monkeypatch):
     past the tensor (an illegal address on a GPU), so the launcher must not launch."""
     launches = _Launches(monkeypatch)
     x = torch.empty(2, 8, 0, device=DEVICE)
-    mean, rstd = group_norm_stats.group_norm_stats(x, 4, 1e-5)
+    mean, rstd = gn_silu_conv_stats.gn_silu_conv_stats(x, 4, 1e-5)
     assert mean.shape == rstd.shape == (2, 4)
-    y, _, _ = gn_silu_dilated_conv_fwd.gn_silu_dilated_conv_fwd(
+    y, _, _ = gn_silu_conv_fwd.gn_silu_conv_fwd(
         x, torch.empty(6, 8, 3, device=DEVICE), None, 1, torch.ones(8, device=DEVICE),
         torch.zeros(8, device=DEVICE), 4,
     )  # fmt: skip

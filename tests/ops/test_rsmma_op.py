@@ -20,8 +20,7 @@ from rsmma_cases import DEVICE, make_inputs, rel_err
 
 from mmfast.models import CoupledUNet, get_config
 from mmfast.models.rsmma import CrossModalAttention
-from mmfast.ops import rsmma_triton, windowed_cross_attention
-from mmfast.ops.windowed_attention import select_backend
+from mmfast.ops import rsmma_attention, rsmma_backend, rsmma_triton
 
 needs_cpu = pytest.mark.skipif(DEVICE != "cpu", reason="checks the CPU implementations")
 
@@ -64,7 +63,7 @@ def test_opcheck(request, impl, shift_tensor):
 
 @pytest.mark.parametrize("impl", ["kernel", "gather"])
 def test_backend_gradients_match_naive(request, impl):
-    """Through windowed_cross_attention(backend="triton") and autograd, against "naive" in float64."""
+    """Through rsmma_attention(backend="triton") and autograd, against "naive" in float64."""
     if impl == "gather":
         if DEVICE != "cpu":
             pytest.skip("the gather implementation is the CPU one")
@@ -74,7 +73,7 @@ def test_backend_gradients_match_naive(request, impl):
     results = []
     for backend, dtype in (("triton", torch.float32), ("naive", torch.float64)):
         leaves = [t.detach().to(dtype).clone().requires_grad_() for t in (q, k, v)]
-        out = windowed_cross_attention(*leaves, 8, 3, shift, backend=backend)
+        out = rsmma_attention(*leaves, 8, 3, shift, backend=backend)
         out.backward(dout.to(dtype))
         results.append([out.detach()] + [t.grad for t in leaves])
     for name, got, want in zip(("out", "dq", "dk", "dv"), *results):
@@ -92,19 +91,19 @@ def test_lse_is_not_differentiable():
 def test_auto_never_picks_the_interpreter_on_cpu():
     q, k, v, _ = make_inputs(1, 1, 4, 2, 2, 16, torch.float32, seed=0)
     assert rsmma_triton.uses_kernel(q.device)  # the interpreter is on in these tests
-    assert select_backend(q, k, v, 1, "auto").name == "gather"
-    assert select_backend(q, k, v, 1, "triton").name == "triton"
+    assert rsmma_backend(q, k, v, 1, "auto").name == "gather"
+    assert rsmma_backend(q, k, v, 1, "triton").name == "triton"
 
 
 @needs_cpu
 def test_triton_backend_names_what_it_cannot_run():
     q, k, v, _ = make_inputs(1, 1, 4, 2, 2, 16, torch.float64, seed=0)
     with pytest.raises(ValueError, match=r"backend 'triton' cannot run .* got torch.float64"):
-        windowed_cross_attention(q, k, v, 4, 2, 1, backend="triton")
-    assert windowed_cross_attention(q, k, v, 4, 2, 1).dtype == torch.float64  # auto: gather
+        rsmma_attention(q, k, v, 4, 2, 1, backend="triton")
+    assert rsmma_attention(q, k, v, 4, 2, 1).dtype == torch.float64  # auto: gather
     q, k, v, _ = make_inputs(1, 1, 4, 2, 2, 24, torch.float32, seed=0)
     with pytest.raises(ValueError, match=r"head dims \(16, 32, 64, 128\), got 24"):
-        windowed_cross_attention(q, k, v, 4, 2, 1, backend="triton")
+        rsmma_attention(q, k, v, 4, 2, 1, backend="triton")
 
 
 def _tiny_inputs(b: int, seed: int, size: int = 32, length: int = 4096):
@@ -223,11 +222,11 @@ def test_mmfast_imports_and_runs_without_triton():
         sys.meta_path.insert(0, Block())
         import torch
         import mmfast.models, mmfast.ops
-        from mmfast.ops import windowed_cross_attention
+        from mmfast.ops import rsmma_attention
         q = torch.randn(1, 2, 8, 16); k = torch.randn(1, 2, 12, 16)
-        assert windowed_cross_attention(q, k, k, 4, 2, 1).shape == q.shape
+        assert rsmma_attention(q, k, k, 4, 2, 1).shape == q.shape
         try:
-            windowed_cross_attention(q, k, k, 4, 2, 1, backend="triton")
+            rsmma_attention(q, k, k, 4, 2, 1, backend="triton")
         except ValueError as e:
             assert "triton is not installed" in str(e), e
         else:

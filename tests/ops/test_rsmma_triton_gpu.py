@@ -12,8 +12,7 @@ from rsmma_cases import MODEL_SHAPES, check_case, make_inputs, rel_err
 from mmfast.kernels.rsmma_bwd import rsmma_bwd
 from mmfast.kernels.rsmma_fwd import rsmma_fwd
 from mmfast.models import CoupledUNet, get_config
-from mmfast.ops import windowed_cross_attention
-from mmfast.ops.windowed_attention import select_backend
+from mmfast.ops import rsmma_attention, rsmma_backend
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -46,7 +45,7 @@ def test_awkward_shapes(dtype):
 def test_auto_picks_triton_on_sm80():
     q, k, v, _ = make_inputs(1, 1, 4, 2, 2, 64, torch.bfloat16, seed=0, device="cuda")
     want = "triton" if _sm80() else "gather"
-    assert select_backend(q, k, v, 1, "auto").name == want
+    assert rsmma_backend(q, k, v, 1, "auto").name == want
 
 
 def test_cuda_graph_replays_with_new_device_shifts():
@@ -130,7 +129,7 @@ def test_speed_against_gather(shape):
         leaves = [x.detach().clone().requires_grad_() for x in (q, k, v)]
 
         def fwd(backend=backend, leaves=leaves):
-            return windowed_cross_attention(*leaves, 16, w, shift, backend=backend)
+            return rsmma_attention(*leaves, 16, w, shift, backend=backend)
 
         def fwd_bwd(fwd=fwd, leaves=leaves):
             fwd().backward(dout)

@@ -9,8 +9,8 @@ import torch
 from safetensors import safe_open
 
 from mmfast.diffusion import NoiseSchedule, hybrid_loss
-from mmfast.models import SuperResUNet
-from mmfast.train import get_train_config, load_checkpoint_model, train
+from mmfast.models import SuperResUNet, load_model
+from mmfast.train import get_train_config, train
 
 SMALL_SR = (
     ("large_size", 32),
@@ -77,6 +77,8 @@ def test_sr_runs_resume_exactly(tmp_path):
     assert [r["step"] for r in log] == [1, 2, 3, 4] and {"mse", "vb"} <= set(log[0])
     with safe_open(str(tmp_path / "full" / "checkpoint.safetensors"), framework="pt") as f:
         assert f.metadata()["model_format"] == "mmfast.SuperResUNet"
-    ema = load_checkpoint_model(tmp_path / "full" / "checkpoint.safetensors")
+    ema = load_model(tmp_path / "full" / "checkpoint.safetensors")
     assert isinstance(ema, SuperResUNet) and ema.config.large_size == 32
-    assert isinstance(SuperResUNet.load(tmp_path / "full" / "model-ema.safetensors"), SuperResUNet)
+    assert isinstance(
+        load_model(tmp_path / "full" / "model-ema.safetensors", kind=SuperResUNet), SuperResUNet
+    )

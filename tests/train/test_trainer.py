@@ -16,8 +16,9 @@ from fake_clips import SMALL_MODEL, FakeClips
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from mmfast.train import TrainConfig, get_train_config, load_checkpoint_model, train
-from mmfast.train.checkpoint import read_metadata
+from mmfast.models import load_model
+from mmfast.models.checkpoint_file import read_checkpoint_metadata as read_metadata
+from mmfast.train import TrainConfig, get_train_config, train
 from mmfast.train.data import Draws, DrawSampler
 
 
@@ -83,9 +84,13 @@ def test_checkpoint_is_safetensors_with_everything(tmp_path):
     assert [r["step"] for r in log] == [1, 2] and all(
         {"loss", "video", "audio", "samples_per_s"} <= set(r) for r in log
     )
-    ema_model = load_checkpoint_model(result.checkpoint, "ema")
-    raw_model = load_checkpoint_model(result.checkpoint, "raw")
+    ema_model = load_model(result.checkpoint, weights="ema")
+    raw_model = load_model(result.checkpoint, weights="raw")
     assert not torch.equal(ema_model.head.audio_conv.weight, raw_model.head.audio_conv.weight)
+    # The run folder and the EMA model file written beside the checkpoint hold the same weights.
+    for source in (tmp_path / "run", result.ema_model):
+        same = load_model(source)
+        assert all(torch.equal(a, b) for a, b in zip(same.parameters(), ema_model.parameters()))
 
 
 def test_a_different_model_cannot_resume(tmp_path):
@@ -206,8 +211,7 @@ def test_training_options_reach_the_loss_the_model_file_and_the_saved_config(tmp
         [0.25e-3, 1e-3, 1e-3, 1e-3]
     )
     for weights in ("ema", "raw"):
-        assert load_checkpoint_model(result.checkpoint, weights).config.prediction == "v"
-    from mmfast.generate import load_model
+        assert load_model(result.checkpoint, weights=weights).config.prediction == "v"
 
     assert load_model(result.ema_model).config.prediction == "v"
     with pytest.raises(ValueError, match="prediction 'v' \\(this run: 'eps'\\)"):
