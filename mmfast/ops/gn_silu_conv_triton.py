@@ -14,7 +14,8 @@ from torch import Tensor
 
 from mmfast.ops.capability import HAS_TRITON, interpreter_requested, triton_cuda_why_not
 
-# The dtypes the kernels take (mmfast.kernels.gn_silu_conv_fwd.DTYPES; a test pins them equal).
+# The dtypes the kernels take (mmfast.kernels.gn_silu_conv_fwd.DTYPES; pinned equal by
+# tests/ops/test_kernel_constants.py).
 KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 

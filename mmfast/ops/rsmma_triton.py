@@ -21,7 +21,8 @@ from mmfast.ops import rsmma_reference
 from mmfast.ops.capability import HAS_TRITON, triton_cuda_why_not
 from mmfast.ops.rsmma_reference import Shift
 
-# mmfast.kernels.rsmma_fwd.DTYPES and HEAD_DIMS without importing triton (a test pins them equal).
+# mmfast.kernels.rsmma_fwd.DTYPES and HEAD_DIMS without importing triton
+# (tests/ops/test_kernel_constants.py pins them equal).
 KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 KERNEL_HEAD_DIMS = (16, 32, 64, 128)
 
