@@ -49,8 +49,18 @@ def dw_config(x: torch.Tensor) -> dict[str, int]:
     """The weight-gradient tile config for x's device."""
     if device.sms(x) is None:
         return DW_CONFIGS["interpreter"]
-    if device.arch(x) < 80:  # as `conv_config`: one stage below sm_80
+    arch = device.arch(x)
+    if arch < 80:  # as `conv_config`: one stage below sm_80
         return {**DW_CONFIGS["gpu"], "num_stages": 1}
+    if arch < 90:
+        # mma.sync before Hopper: ptxas for sm_80 spilled the 64 x 128 tiles by 184-280 bytes
+        # (IEEE fp32 dots, Triton 3.8); 64 x 64 weight tiles instead. Those still spilled 16-48
+        # bytes with IEEE fp32 (FMA dots hold both operands in registers: Triton 3.8 on sm_80,
+        # 3.6 on sm_86/89): 32 time steps per step there.
+        cfg = {**DW_CONFIGS["gpu"], "BLOCK_OUT": 64}
+        if input_precision(x) == "ieee":
+            cfg["BLOCK_L"] = 32
+        return cfg
     return DW_CONFIGS["gpu"]
 
 

@@ -144,11 +144,24 @@ def conv_config(batch: int, length: int, c_out: int, x: torch.Tensor) -> dict[st
         # The ops never launch these kernels below sm_80 (tl.dot has no tensor-core path there);
         # a direct launch gets the short tiles in one stage, within a T4's 64 KB of shared memory.
         return {**cfg, "BLOCK_L": 64, "BLOCK_OUT": 64, "num_warps": 4, "num_stages": 1}
-    if arch < 90 and cfg["BLOCK_L"] == 64:
-        # ptxas for sm_80 (bf16, 128 -> 128 channels at L = 25600, one clip): the short tiles with
-        # 4 stages were held to 128 registers and spilled 8 bytes (Triton 3.8); with 3 stages
-        # they take 141-165 registers (Triton 3.8, 3.6) and none.
+    if arch < 90:
+        # Before Hopper the dots are mma.sync, whose operand fragments sit in registers beside the
+        # accumulator. ptxas for sm_80 (bf16, 128 -> 128 channels at L = 25600, one clip): the
+        # short tiles with 4 stages were held to 128 registers and spilled 8 bytes (Triton 3.8);
+        # with 3 stages they take 141-165 registers (Triton 3.8, 3.6) and none. The long 128 x 128
+        # tiles spilled 40-48 bytes on sm_86 (bf16, fp16; Triton 3.6) and 16 on sm_80 (IEEE fp32;
+        # 3.8): 128 x 64 tiles instead. fp32 short tiles on 4 warps spilled 8 bytes on sm_86
+        # (TF32, 3.8): 8 warps.
         cfg = {**cfg, "num_stages": 3}
+        if cfg["BLOCK_OUT"] > 64:
+            cfg = {**cfg, "BLOCK_OUT": 64}
+        if x.dtype == torch.float32:
+            cfg = {**cfg, "num_warps": 8}
+        if input_precision(x) == "ieee":
+            # Exact fp32 dots run on FMA units with both operands in registers: the forward's and
+            # dx's 64 x 64 tiles spilled 16-40 bytes on sm_80 (Triton 3.8) with 32 reduction
+            # channels per step; 16 halve the operand fragments.
+            cfg = {**cfg, "BLOCK_RED": 16}
     return cfg
 
 

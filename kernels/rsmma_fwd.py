@@ -142,8 +142,9 @@ def pick_config(
         max_own = min(max_own, 32)
     if arch < 80:
         # The ops never launch these kernels below sm_80 (tl.dot has no tensor-core path there);
-        # a direct launch gets small single-stage tiles, within a T4's 64 KB of shared memory.
-        max_own, max_loop = min(max_own, 64), min(max_loop, 32)
+        # a direct launch gets small single-stage tiles, within a T4's 64 KB of shared memory
+        # (ptxas for sm_75: at D = 128 the backward's 64 x 32 tiles took 80 KB; 32 x 32 fit).
+        max_own, max_loop = min(max_own, 64 if head_dim < 128 else 32), min(max_loop, 32)
     owns = [b for b in (128, 64, 32, 16) if b <= max_own]
     block_own = max(owns, key=lambda b: _own_efficiency(seg_own, n_segments, window, b))
     g, _ = own_tiling(seg_own, n_segments, block_own)
@@ -158,7 +159,7 @@ def pick_config(
     # 2 stages for D = 128 keep the K/V ring near 100 KB.
     fp32_tiles = accumulators * block_own * head_dim + 2 * block_own * block_loop
     small = fp32_tiles <= 96 * 4 * 32 and (not fp32 or head_dim <= 32)
-    num_warps = 4 if small or (fp32 and arch < 90) else 8
+    num_warps = 8 if fp32 and arch < 90 else (4 if small else 8)
     if arch < 90 and head_dim >= 128 and not fp32:
         # ptxas for sm_80 held 64 x 32 tiles at D = 128 on 4 warps to 168 registers and spilled
         # 8 bytes (the forward, key segments of 64 and 100 tokens); on 8 warps they take 128-137.
@@ -185,11 +186,14 @@ def fwd_config(
         # Before Hopper the dots are mma.sync, whose operand fragments live in registers beside
         # the accumulator. ptxas (Triton 3.6 and 3.8, bf16): at D = 128, 128 x 64 tiles on 8 warps
         # took 255 registers and 56 bytes of stack on sm_80, and 64 x 64 ones were held to 128
-        # registers with 16 bytes of spills on sm_86 (64 queries x 25 keys, window 8); 64 x 32
-        # take 128-137 and none. At D = 32, 128 x 64 tiles on 8 warps were held to 128 registers
-        # and spilled 8-16 bytes on sm_80; 128 x 32: 86.
+        # registers with 16 bytes of spills on sm_86 (64 queries x 25 keys, window 8); 64 x 32 on
+        # 8 warps took 128-137 and none in Triton 3.8 but spilled 24 bytes in 3.6 (256 queries x
+        # 100 keys and 64 x 25, sm_80). 64 x 16 on 8 warps: 157-172 registers (3.6), 128-138
+        # (3.8), no spills on sm_80/86/89 at any of the model's D = 128 launches, fp16 and bf16;
+        # it keeps the 64-query tile (K/V read once per 64 queries; 32 x 32 on 4 warps, 122-128
+        # registers, also fits but reads K/V twice as often).
         if head_dim >= 128:
-            max_own, max_loop = 64, 32
+            max_own, max_loop = 64, 16
         elif head_dim <= 32:
             max_loop = 32
     return pick_config(

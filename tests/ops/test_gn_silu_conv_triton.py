@@ -168,21 +168,33 @@ def test_matches_float64(case, dtype, poisoned):
 
 
 @pytest.mark.skipif(CUDA, reason="on a GPU every test runs the GPU tiles")
+@pytest.mark.parametrize("arch", [90, 80], ids=lambda a: f"sm{a}")
 @pytest.mark.parametrize("dtype", INTERPRETER_DTYPES, ids=lambda d: str(d).removeprefix("torch."))
-def test_the_gpu_tiles_in_the_interpreter(dtype, poisoned, monkeypatch):
-    """The launchers' GPU tile configs (forward long 128 x 128 x 64, input gradient 128 x 64,
-    weight gradient 64 x 128 x 64 with a split time reduction) run in the interpreter, which the
-    other CPU tests never reach: a stand-in device of 2 SMs makes this shape take the long tiles,
-    and 130 output and 72 input channels cross every tile edge."""
+def test_the_gpu_tiles_in_the_interpreter(dtype, arch, poisoned, monkeypatch):
+    """The launchers' GPU tile configs run in the interpreter, which the other CPU tests never
+    reach: a stand-in device of 2 SMs makes this shape take the long tiles, and 130 output and 72
+    input channels cross every tile edge. sm_90: forward long 128 x 128 x 64, input gradient
+    128 x 64, weight gradient 64 x 128 x 64 with a split time reduction. sm_80 (mma.sync keeps
+    operand fragments in registers; tests/ops/check_compile.py found the spills): 128 x 64 tiles,
+    64 x 64 weight tiles, and with IEEE fp32 dots 16 reduction channels and 32 time steps."""
     from mmfast.kernels import device
     from mmfast.kernels.gn_silu_conv_bwd import DW_CONFIGS, dw_config, dx_config
     from mmfast.kernels.gn_silu_conv_fwd import CONV_CONFIGS, conv_config
 
     monkeypatch.setattr(device, "sms", lambda x: 2)
+    monkeypatch.setattr(device, "arch", lambda x: arch)
+    monkeypatch.setattr(device, "allow_tf32_convs", lambda: False)  # fp32: IEEE dots
     x = torch.empty(1, 72, 300, dtype=dtype)
-    assert conv_config(1, 300, 130, x)["BLOCK_OUT"] == CONV_CONFIGS["long"]["BLOCK_OUT"] == 128
     assert dx_config(1, 300, 130, x)["BLOCK_OUT"] == 64
-    assert dw_config(x) == DW_CONFIGS["gpu"]
+    ieee = dtype == torch.float32
+    if arch == 90:
+        assert conv_config(1, 300, 130, x)["BLOCK_OUT"] == CONV_CONFIGS["long"]["BLOCK_OUT"] == 128
+        assert dw_config(x) == DW_CONFIGS["gpu"]
+    else:
+        cfg = conv_config(1, 300, 130, x)
+        assert (cfg["BLOCK_L"], cfg["BLOCK_OUT"], cfg["BLOCK_RED"]) == (128, 64, 16 if ieee else 64)
+        dw = dw_config(x)
+        assert (dw["BLOCK_IN"], dw["BLOCK_OUT"], dw["BLOCK_L"]) == (64, 64, 32 if ieee else 64)
     *tensors, dy = make_inputs(1, 72, 130, 300, 3, True, True, dtype, seed=21)
     check_against_float64(tensors, dy, 8, 5, dtype)
     *tensors, dy = make_inputs(1, 130, 72, 300, 3, True, True, dtype, seed=22)  # dx: 130 wide

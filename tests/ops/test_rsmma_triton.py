@@ -154,10 +154,12 @@ def test_configs_before_hopper_keep_register_tiles_small(arch):
         for config in (fwd_config, dq_config, dkdv_config):
             cfg = config(sq, sk, 16, w, 128, arch=arch)
             assert cfg.block_own <= 64 and cfg.block_loop <= 32
+        # The forward at D = 128: 64 x 32 on 8 warps spilled under Triton 3.6.
+        assert fwd_config(sq, sk, 16, w, 128, arch=arch).block_loop <= 16
         assert fwd_config(sq, sk, 16, w, 32, arch=arch).block_loop <= 32
         for config in (fwd_config, dq_config, dkdv_config):
             cfg = config(sq, sk, 16, w, 64, fp32=True, arch=arch)
-            assert cfg.num_warps == 4 and cfg.block_own <= 32
+            assert cfg.num_warps == 8 and cfg.block_own <= 32  # 4 warps spilled 8-24 bytes
     assert fwd_config(256, 100, 16, 4, 128, arch=90).block_own == 128
     assert dkdv_config(100, 256, 16, 4, 64, arch=90).block_own == 128
 
