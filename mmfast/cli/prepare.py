@@ -140,10 +140,11 @@ def run(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") != "0":
         return 0
     dropped = sum(len(v) for v in result.dropped.values())
+    kept = result.files - result.decoded
     print(
         f"{out}: {result.clips} clips decoded from {result.decoded} of {result.files} files "
         f"in {result.seconds:.1f} s ({len(result.skipped)} skipped, {dropped} damaged clips "
-        "dropped; the others were done already)"
+        "dropped" + (f"; the other {kept} were in the store already)" if kept else ")")
     )
     if result.index_written:
         from mmfast.data import ClipStore

@@ -35,12 +35,14 @@ def store(media, tmp_path_factory) -> Path:
     first = mmfast(*argv, cwd=cwd)
     assert first.returncode == 0, first.stderr
     assert "6 clips decoded from 8 of 8 files" in first.stdout
+    assert "already" not in first.stdout
     assert "index written: 6 clips of 16 frames at 10 fps, 32x32, 4096 samples" in first.stdout
     for name in ("broken.mp4", "silent.mp4", "short.mp4"):  # named once, skipped
         assert name in first.stderr
     assert "6/6" in first.stderr  # the progress bar's clips
     again = mmfast(*argv, cwd=cwd)
     assert again.returncode == 0 and "0 clips decoded from 0 of 8 files" in again.stdout
+    assert "the other 8 were in the store already" in again.stdout
     return cwd / "landscape-tiny"
 
 
