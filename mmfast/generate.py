@@ -19,6 +19,7 @@ from mmfast.data import write_clip, write_preview
 from mmfast.diffusion import Condition, NoiseOrder, sample, super_resolve
 from mmfast.diffusion.sample import noise_order_of
 from mmfast.models import CoupledUNet, SuperResUNet
+from mmfast.ranks import rank_and_world
 
 
 def audio_rate(model: CoupledUNet, fps: float = 10.0) -> int:
@@ -216,12 +217,6 @@ def missing_clips(out: str | Path, num: int, *, sr: bool = False) -> list[int]:
     ]
 
 
-def _rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def generate_to_folder(
     model: CoupledUNet,
     out: str | Path,
@@ -247,7 +242,7 @@ def generate_to_folder(
     all clips are made, in one process.
     """
     out = Path(out)
-    rank, world = _rank_and_world()
+    rank, world = rank_and_world()
     release = (
         noise_order_of(options.get("noise_order"), options.get("timesteps", "uniform"))
         is NoiseOrder.RELEASE

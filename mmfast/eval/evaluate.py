@@ -21,8 +21,8 @@ from mmfast.eval.distances import (
 )
 from mmfast.eval.features import audioclip_features, vggish_features, video_features
 from mmfast.eval.protocol import PROTOCOLS, Protocol
-from mmfast.eval.ranks import from_rank0, gather_to_rank0, rank_and_world
 from mmfast.eval.weights import WeightFileError, require_file
+from mmfast.ranks import from_rank0, gather_to_rank0, rank_and_world
 
 CACHE_FORMAT = 1
 

@@ -1,4 +1,5 @@
-"""Evaluation over the processes torchrun starts: work split by rank, results gathered on rank 0.
+"""Work over the processes torchrun starts (evaluation, sampling): split by rank, results gathered
+on rank 0.
 
 Nothing here starts a process group; with none initialised (one process) every helper is the
 identity, so the same code runs alone and under torchrun.
