@@ -7,10 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import randomize_, rel_err
 from torch import nn
 
 from mmfast.diffusion import sample
 from mmfast.generate import clip_generators, clip_seed, generate
+from mmfast.models import CoupledUNet
 
 CONFIG = SimpleNamespace(
     video_frames=2,
@@ -78,3 +80,14 @@ def test_clip_seeds_are_distinct_and_the_release_order_takes_no_subset():
         generate(Shrink(), 4, clips=[1], timesteps="release", sampler="ddpm", steps=2)
     with pytest.raises(ValueError, match="distinct indices"):
         generate(Shrink(), 4, clips=[1, 4], sampler="ddpm", steps=2)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 2e-2), (torch.float16, 3e-3)])
+def test_a_model_cast_whole_to_16_bits_samples(dtype, tol):
+    """generate() with `model.to(dtype)` (it failed at the time embedding): float32 clips within
+    16-bit rounding of the fp32 model's, from the same seed."""
+    ref = generate(randomize_(CoupledUNet("tiny"), 3, std=0.05).eval(), 2, steps=3, seed=0)
+    half = randomize_(CoupledUNet("tiny"), 3, std=0.05).eval().to(dtype)
+    video, audio = generate(half, 2, steps=3, seed=0)
+    assert video.dtype == audio.dtype == torch.float32
+    assert rel_err(video, ref[0]) < tol and rel_err(audio, ref[1]) < tol

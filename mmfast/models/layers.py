@@ -21,9 +21,11 @@ class GroupNorm32(nn.GroupNorm):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(
-            x.dtype
-        )
+        # The affine parameters join the fp32 computation too: a model cast whole to bf16/fp16
+        # (`model.to(torch.bfloat16)`) keeps them in that dtype, and group_norm wants one dtype.
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.group_norm(x.float(), self.num_groups, weight, bias, self.eps).to(x.dtype)
 
 
 def video_group_norm(x: Tensor, norm: nn.GroupNorm, per: str) -> Tensor:
@@ -39,7 +41,7 @@ def video_group_norm(x: Tensor, norm: nn.GroupNorm, per: str) -> Tensor:
     dims = {"frame": (2, 4), "pixel": (2, 3)}[per]
     var, mean = torch.var_mean(xg, dim=dims, keepdim=True, correction=0)
     y = ((xg - mean) * torch.rsqrt(var + norm.eps)).view(b, c, f, h, w)
-    y = y * norm.weight.view(1, c, 1, 1, 1) + norm.bias.view(1, c, 1, 1, 1)
+    y = y * norm.weight.float().view(1, c, 1, 1, 1) + norm.bias.float().view(1, c, 1, 1, 1)
     return y.to(x.dtype)
 
 
@@ -76,8 +78,12 @@ def dilated_conv1d(
 
 
 def downsample_video(x: Tensor) -> Tensor:
-    """2x2 average pool over H, W of [B, C, F, H, W] (frames untouched)."""
-    return F.avg_pool3d(x, kernel_size=(1, 2, 2))
+    """2x2 average pool over H, W of [B, C, F, H, W] (frames untouched).
+
+    As a 2-D pool of [B, C*F, H, W] (the same sums): the CPU has no bf16/fp16 avg_pool3d.
+    """
+    b, c, f, h, w = x.shape
+    return F.avg_pool2d(x.reshape(b, c * f, h, w), 2).view(b, c, f, h // 2, w // 2)
 
 
 def upsample_video(x: Tensor) -> Tensor:
@@ -95,8 +101,11 @@ def upsample_audio(x: Tensor) -> Tensor:
     return F.interpolate(x, scale_factor=4, mode="nearest")
 
 
-def timestep_embedding(timesteps: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
-    """Sinusoidal embedding of (possibly fractional) timesteps [B] -> [B, dim] fp32, cos half first."""
+def timestep_embedding(
+    timesteps: Tensor, dim: int, max_period: float = 10000.0, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """Sinusoidal embedding of (possibly fractional) timesteps [B] -> [B, dim], cos half first,
+    computed in fp32 and returned in `dtype` (the time MLP's dtype)."""
     half = dim // 2
     freqs = torch.exp(
         -math.log(max_period)
@@ -107,7 +116,7 @@ def timestep_embedding(timesteps: Tensor, dim: int, max_period: float = 10000.0)
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     if dim % 2:
         emb = F.pad(emb, (0, 1))
-    return emb
+    return emb.to(dtype)
 
 
 def zero_init(module: nn.Module) -> nn.Module:

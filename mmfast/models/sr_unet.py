@@ -184,7 +184,10 @@ class SuperResUNet(nn.Module):
         size = self.config.large_size
         upsampled = F.interpolate(low_res, (size, size), mode="bilinear", align_corners=False)
         h = torch.cat([x_t, upsampled.to(x_t.dtype)], dim=1)
-        emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels))
+        sinusoids = timestep_embedding(
+            timesteps, self.config.model_channels, dtype=self.time_embed[0].weight.dtype
+        )
+        emb = self.time_embed(sinusoids)
         skips = []
         for stage in self.input_blocks:
             h = self._run(stage, h, emb)

@@ -228,7 +228,10 @@ class CoupledUNet(nn.Module):
         else:
             shifts = [shift] * n_stages
 
-        emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels))
+        sinusoids = timestep_embedding(
+            timesteps, self.config.model_channels, dtype=self.time_embed[0].weight.dtype
+        )
+        emb = self.time_embed(sinusoids)
         v, a = self.stem(video.permute(0, 2, 1, 3, 4), audio)
         skips = [(v, a)]
         n_enc = len(self.encoder)

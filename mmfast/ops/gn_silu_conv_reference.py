@@ -36,5 +36,6 @@ def gn_silu_conv1d_reference(
     back to x's dtype, as the release's GroupNorm32. x: [B, Cin, L], norm_weight, norm_bias: [Cin]
     -> [B, Cout, L]."""
     x_norm = x.to(torch.promote_types(x.dtype, torch.float32))
-    a = F.silu(F.group_norm(x_norm, groups, norm_weight, norm_bias, eps).to(x.dtype))
+    w, b = norm_weight.to(x_norm.dtype), norm_bias.to(x_norm.dtype)
+    a = F.silu(F.group_norm(x_norm, groups, w, b, eps).to(x.dtype))
     return gn_silu_conv1d_plain_reference(a, weight, bias, dilation)

@@ -167,3 +167,16 @@ def test_autocast_keeps_fp32_norm_statistics(dtype, monkeypatch):
     assert got.dtype == dtype
     assert seen and set(seen) == {torch.float32}
     assert rel_err(got.float(), want) < (3e-2 if dtype == torch.bfloat16 else 5e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_a_model_cast_whole_to_16_bits_runs(dtype):
+    """The SR U-Net after `.to(dtype)`: 16-bit time embedding and norm parameters, fp32 norm
+    statistics; the output stays within 16-bit rounding of the fp32 model's."""
+    model = _small_model(3).eval()
+    x, t, low = _inputs(4)
+    with torch.no_grad():
+        want = model(x, t, low)
+        got = model.to(dtype)(x.to(dtype), t, low.to(dtype))
+    assert got.dtype == dtype
+    assert rel_err(got.float(), want) < (6e-2 if dtype == torch.bfloat16 else 1e-2)
