@@ -220,12 +220,14 @@ def _train(
                     bar.update(step, **shown, samples_per_s=f"{rate:.2f}")
         if bar is not None:
             bar.update(step)
+        writing = time.monotonic()
         if step % config.checkpoint_every == 0 or step == end or timed_out:
             _checkpoint(run_dir, model, ema, optimizer, scaler, step, config, info)
             if board is not None:
                 board.flush()
         if config.sample_every and step % config.sample_every == 0 and info.is_main:
             _preview(run_dir, model, ema, step, config)
+        window.exclude(time.monotonic() - writing)
         if timed_out:
             break
     if bar is not None:

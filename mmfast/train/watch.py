@@ -41,14 +41,15 @@ class MissingExtra(ValueError, ImportError):
 
 class Window:
     """The numbers of one log window: samples, time waiting for data, and the per-sample target
-    error [B] summed by quartile of the timesteps [B] (integers in [0, num_timesteps))."""
+    error [B] summed by quartile of the timesteps [B] (integers in [0, num_timesteps)). Time spent
+    writing checkpoints and previews is `exclude`d, so that samples/s is the training speed."""
 
     def __init__(self, device: torch.device, num_timesteps: int):
         self.device, self.num_timesteps = device, num_timesteps
         self.reset()
 
     def reset(self) -> None:
-        self.start, self.items, self.waited = time.monotonic(), 0, 0.0
+        self.start, self.items, self.waited, self.excluded = time.monotonic(), 0, 0.0, 0.0
         self.sums = torch.zeros(QUARTILES, device=self.device)
         self.counts = torch.zeros(QUARTILES, device=self.device)
         if self.device.type == "cuda":
@@ -69,10 +70,14 @@ class Window:
             self.sums.index_add_(0, q, sample_error.detach().float())
             self.counts.index_add_(0, q, torch.ones_like(q, dtype=torch.float32))
 
+    def exclude(self, seconds: float) -> None:
+        """Leave `seconds` (a checkpoint or preview write) out of the window's time."""
+        self.excluded += seconds
+
     def close(self) -> dict[str, float]:
         """The window's record (samples_per_s, data_wait, loss_t0..3 where a quartile was drawn,
         peak_gpu_gib on CUDA); starts the next window."""
-        elapsed = max(time.monotonic() - self.start, 1e-9)
+        elapsed = max(time.monotonic() - self.start - self.excluded, 1e-9)
         record = {"samples_per_s": self.items / elapsed, "data_wait": self.waited / elapsed}
         for q, (total, n) in enumerate(zip(self.sums.tolist(), self.counts.tolist())):
             if n:

@@ -111,6 +111,17 @@ def test_window_sorts_errors_into_timestep_quartiles():
     assert "loss_t0" not in window.close()  # a new window starts empty
 
 
+def test_window_leaves_checkpoint_and_preview_writes_out_of_samples_per_s(monkeypatch):
+    clock = iter([100.0, 110.0, 110.0])  # the window opens at 100 s, closes and reopens at 110 s
+    monkeypatch.setattr("mmfast.train.watch.time.monotonic", lambda: next(clock))
+    window = Window(torch.device("cpu"), num_timesteps=1000)
+    window.add(40, 1.0)
+    window.exclude(6.0)  # a preview took 6 of the 10 s
+    record = window.close()
+    assert record["samples_per_s"] == 40 / 4.0 and record["data_wait"] == 1.0 / 4.0
+    assert window.excluded == 0.0  # the next window starts with nothing left out
+
+
 def test_sr_stage_has_no_previews():
     with pytest.raises(ValueError, match="SR stage"):
         get_train_config("tiny-sr", sample_every=2)
