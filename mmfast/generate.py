@@ -15,10 +15,12 @@ import torch.distributed as dist
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mmfast.choice import choice
 from mmfast.data import write_clip, write_preview
 from mmfast.diffusion import Condition, NoiseOrder, sample, super_resolve
 from mmfast.diffusion.sample import noise_order_of
 from mmfast.models import CoupledUNet, SuperResUNet
+from mmfast.precision import Precision
 from mmfast.ranks import rank_and_world
 
 
@@ -46,6 +48,7 @@ def generate(
     scale: float | None = None,
     timesteps: str = "uniform",
     noise_order: NoiseOrder | str | None = None,
+    precision: Precision | str = "fp32",
     progress: bool = False,
     **sampler_options,
 ) -> tuple[Tensor, Tensor]:
@@ -57,7 +60,9 @@ def generate(
     own generator, seeded by `clip_seed(seed, k)`, so it does not depend on the batch size or on
     the other clips made; in the release's noise order (timesteps="release" by default) every
     clip draws in turn from one generator seeded by `seed`, as the release's global RNG after
-    `torch.manual_seed(seed)` (all clips, no subset).
+    `torch.manual_seed(seed)` (all clips, no subset). `precision` "bf16" or "fp16" runs the model
+    calls under torch.autocast to that dtype (the norms' statistics and the sampler's arithmetic
+    stay fp32); the clips are float32 either way.
     """
     if condition_video is not None and condition_audio is not None:
         raise ValueError("give condition_video or condition_audio, not both")
@@ -69,7 +74,12 @@ def generate(
     cfg = model.config
     param = next(model.parameters())
     model.eval()
-    denoise = lambda v, a, t: model(v.to(param.dtype), a.to(param.dtype), t)
+    amp = choice(Precision, precision, "precision")
+
+    def denoise(v: Tensor, a: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        with amp.autocast(param.device.type):
+            return model(v.to(param.dtype), a.to(param.dtype), t)
+
     ids = list(range(num)) if clips is None else [int(k) for k in clips]
     if any(not 0 <= k < num for k in ids) or len(set(ids)) != len(ids):
         raise ValueError(f"clips must be distinct indices in [0, num={num}), got {clips!r}")
@@ -147,6 +157,7 @@ def upsample(
     steps: int = 25,
     seed: int = 0,
     batch_size: int | None = None,
+    precision: Precision | str = "fp32",
     progress: bool = False,
     **sampler_options,
 ) -> Tensor:
@@ -154,7 +165,7 @@ def upsample(
     small and large sizes), the release's rule by default (DDIM 25 on its ddim25 times, eta 0, one
     noise per clip shared by its frames, the frames fed in raw). Frames go through the model in
     batches of `batch_size` (default: as many as fit in memory, `sr_batch_size`); the result does
-    not depend on it."""
+    not depend on it. `precision` is `generate`'s."""
     cfg = model.config
     if videos.dim() != 5 or tuple(videos.shape[2:]) != (
         cfg.channels,
@@ -171,8 +182,14 @@ def upsample(
     if batch_size is None:
         batch_size = sr_batch_size(model, param.device, param.dtype)
     frames = videos.reshape(n * f, *videos.shape[2:]).to(param.device, torch.float32)
+    amp = choice(Precision, precision, "precision")
+
+    def denoise(x: Tensor, t: Tensor, low: Tensor) -> Tensor:
+        with amp.autocast(param.device.type):
+            return model(x.to(param.dtype), t, low.to(param.dtype))
+
     high = super_resolve(
-        lambda x, t, low: model(x.to(param.dtype), t, low.to(param.dtype)),
+        denoise,
         frames,
         cfg.large_size,
         sampler=sampler,

@@ -91,3 +91,29 @@ def test_a_model_cast_whole_to_16_bits_samples(dtype, tol):
     video, audio = generate(half, 2, steps=3, seed=0)
     assert video.dtype == audio.dtype == torch.float32
     assert rel_err(video, ref[0]) < tol and rel_err(audio, ref[1]) < tol
+
+
+def test_precision_runs_the_model_under_autocast_and_returns_float32():
+    """precision="bf16": the model calls run under autocast (the stand-in sees it on) and the
+    clips are float32; a caller's own autocast is left on with the default "fp32". (The clips'
+    closeness to fp32's is checked on a real model through `mmfast sample --precision`.)"""
+    seen = []
+
+    class Watch(Shrink):
+        def forward(self, video, audio, t):
+            seen.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu"))
+            return super().forward(video, audio, t)
+
+    model = Watch()
+    ref = generate(model, 2, steps=3, seed=0)
+    assert set(seen) == {False}
+    seen.clear()
+    video, audio = generate(model, 2, steps=3, seed=0, precision="bf16")
+    assert set(seen) == {torch.bfloat16}
+    assert video.dtype == audio.dtype == torch.float32 and video.shape == ref[0].shape
+    seen.clear()
+    with torch.autocast("cpu", dtype=torch.float16):
+        generate(model, 1, steps=2, seed=0)
+    assert set(seen) == {torch.float16}
+    with pytest.raises(ValueError, match="precision.*fp32.*fp16.*bf16"):
+        generate(model, 1, steps=2, precision="fp64")

@@ -29,7 +29,7 @@ def test_user_path_records_every_part(tmp_path):
     assert train["ok"] and train["steps"] == 2 and len(train["losses"]) == 2
     assert train["precision"] == "bf16" and train["samples_per_s"] > 0
     samples = by_what["sample"]
-    assert [s["autocast"] for s in samples] == [None, "bfloat16"]
+    assert [s["precision"] for s in samples] == ["fp32", "bf16"]
     assert all(s["ok"] and s["video_shape"][0] == 2 for s in samples)
     (sr,) = by_what["sr_upsample"]
     assert sr["ok"] and sr["frames"] >= 4 and sr["estimate_gib"] > 0
@@ -42,7 +42,7 @@ def test_a_failing_part_is_recorded_and_the_rest_still_run(tmp_path, monkeypatch
 
     monkeypatch.setattr(gpu_user_path, "train_steps", broken)
     monkeypatch.setattr(
-        gpu_user_path, "sampling", lambda args, autocast: {"what": "sample", "finite": True}
+        gpu_user_path, "sampling", lambda args, precision: {"what": "sample", "finite": True}
     )
     monkeypatch.setattr(
         gpu_user_path, "super_resolution", lambda args: {"what": "sr_upsample", "finite": True}

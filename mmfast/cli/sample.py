@@ -17,6 +17,7 @@ from mmfast.cli.options import (
 )
 from mmfast.diffusion import NoiseOrder
 from mmfast.diffusion.spacing import check_discrete_timesteps
+from mmfast.precision import Precision
 
 
 def timesteps(text: str) -> str:
@@ -107,6 +108,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)"
     )
     p.add_argument(
+        "--precision",
+        choices=[p.value for p in Precision],
+        default="fp32",
+        help="the model calls under torch.autocast to fp16 or bf16 (norm statistics and the "
+        "sampler's arithmetic stay fp32); fp16 on V100/T4, bf16 from A100 on",
+    )
+    p.add_argument(
         "--sr",
         metavar="SR_CHECKPOINT",
         help="also upsample every clip with this super-resolution model (training checkpoint, run "
@@ -191,7 +199,10 @@ def run(args: argparse.Namespace) -> int:
         fps=args.fps,
         sr_model=sr_model,
         sr_options=dict(
-            sampler=args.sr_sampler, steps=args.sr_steps, batch_size=args.sr_batch_size
+            sampler=args.sr_sampler,
+            steps=args.sr_steps,
+            batch_size=args.sr_batch_size,
+            precision=args.precision,
         ),
         progress=not args.no_progress,
         sampler=args.sampler,
@@ -202,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
         scale=args.guidance_scale,
         timesteps=args.timesteps,
         noise_order=args.noise_order,
+        precision=args.precision,
     )
     teardown_distributed(info)
     if not info.is_main:

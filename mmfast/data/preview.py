@@ -12,6 +12,9 @@ import torchaudio.transforms as T
 from mmfast.files import atomic_path
 
 
+# Files hold what the tensors say: a caller's autocast would turn the resampling and spectrogram
+# matmuls into 16-bit ones (and 16-bit tensors numpy cannot take).
+@torch.autocast("cpu", enabled=False)
 def write_preview(
     path: str | Path, video: torch.Tensor, audio: torch.Tensor, *, audio_rate: int = 16000
 ) -> Path:

@@ -18,6 +18,9 @@ _PLAYER_RATES = (16000, 22050, 24000, 32000, 44100, 48000)
 _AAC_FRAME = 1024
 
 
+# Files hold what the tensors say: a caller's autocast would turn the resampling and spectrogram
+# matmuls into 16-bit ones (and 16-bit tensors numpy cannot take).
+@torch.autocast("cpu", enabled=False)
 def write_clip(
     path: str | Path,
     video: torch.Tensor,

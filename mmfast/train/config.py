@@ -6,11 +6,12 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from mmfast.choice import Choice, choice
+from mmfast.choice import choice
 from mmfast.data.resize import Resize
 from mmfast.diffusion import Prediction, Weighting
 from mmfast.models.config import CoupledUNetConfig, get_config
 from mmfast.models.sr_config import SR_PRESETS, SuperResConfig, get_sr_config
+from mmfast.precision import Precision
 from mmfast.train.option import (
     EMA_RATE,
     NONNEGATIVE,
@@ -20,15 +21,6 @@ from mmfast.train.option import (
     PROBABILITY,
     option,
 )
-
-
-class Precision(Choice):
-    FP32 = "fp32"
-    FP16 = "fp16"  # autocast + GradScaler (the V100 recipe)
-    BF16 = "bf16"
-
-
-PRECISIONS = tuple(p.value for p in Precision)
 
 
 @dataclass(frozen=True)

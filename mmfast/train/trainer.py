@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from mmfast.diffusion import NoiseSchedule
 from mmfast.models.checkpoint_file import CHECKPOINT
+from mmfast.precision import Precision
 from mmfast.train.checkpoint import load_training_checkpoint, save_training_checkpoint
 from mmfast.train.config import TrainConfig
 from mmfast.train.data import ClipDataset, Draws, DrawSampler
@@ -30,7 +31,6 @@ from mmfast.train.watch import TensorBoardLog, Window, require_tensorboard
 
 EMA_MODEL = "model-ema.safetensors"
 LOG = "log.jsonl"
-AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -149,7 +149,7 @@ def _train(
     )
     forward = torch.compile(net) if config.compile else net
     schedule = NoiseSchedule.linear().to(device)
-    amp = AMP_DTYPES.get(config.precision)
+    amp = Precision(config.precision).autocast_dtype
     if config.precision == "fp16" and device.type == "cpu" and info.is_main:
         warnings.warn(
             "fp16 on the CPU runs about 8x slower than fp32 (measured on 2 cores; CPUs have few "

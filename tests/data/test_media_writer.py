@@ -115,6 +115,22 @@ def test_round_trip_tiny_preset_rate_and_odd_size(tmp_path):
     assert (stored[:, :, 61] - stored[:, :, 60]).abs().mean() < 0.03
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_a_callers_autocast_does_not_reach_the_files(tmp_path, dtype):
+    """Under a caller's CPU autocast (sampling in 16 bits) the resampling and the spectrogram
+    still run in fp32: the same PNG bytes and the same stored sound as without it."""
+    video, audio = _clip(16, 32, 32, 4096, 2560)  # 2560 Hz: resampled to 16 kHz on the way
+    plain_mp4 = write_clip(tmp_path / "plain.mp4", video, audio, audio_rate=2560)
+    plain_png = write_preview(tmp_path / "plain.png", video, audio, audio_rate=2560)
+    with torch.autocast("cpu", dtype=dtype):
+        mp4 = write_clip(tmp_path / "amp.mp4", video, audio, audio_rate=2560)
+        png = write_preview(tmp_path / "amp.png", video, audio, audio_rate=2560)
+    assert png.read_bytes() == plain_png.read_bytes()
+    _, sound = read_media(mp4, audio_rate=16000)
+    _, plain_sound = read_media(plain_mp4, audio_rate=16000)
+    assert torch.equal(sound, plain_sound)
+
+
 def test_writer_rejects_what_it_cannot_write(tmp_path):
     video, audio = _clip(4, 16, 16, 6400, 16000)
     with pytest.raises(ValueError, match=r"video must be \[F, 3, H, W\], got \(4, 16, 16\)"):

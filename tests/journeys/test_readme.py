@@ -21,6 +21,7 @@ JOURNEYS = [
     (("train",), "torchrun"),
     (("sample", "--sampler", "dpm-solver"), None),
     (("sample", "--noise-order"), None),  # test_train_and_sample.py
+    (("sample", "--precision"), None),
     (("sample", "--condition-video"), None),
     (("sample", "--condition-audio"), None),  # and test_official.py at the released size
     (("convert-official", "landscape.pt"), None),  # test_official.py

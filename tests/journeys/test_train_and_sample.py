@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 from readme import readme_command, substitute
 from safetensors import safe_open
@@ -54,6 +56,24 @@ def test_sample_from_the_run_folder(run_dir, tmp_path):
     check_clips(tmp_path / "samples", 3)
     assert "wrote 3 clips to samples" in proc.stdout
     assert "3/3" in proc.stderr  # clips done, as the progress bar shows them
+
+
+def test_sample_under_bf16_autocast_is_the_fp32_run_within_rounding(run_dir, tmp_path):
+    """README's --precision line: the same clips as fp32 from the same seed, up to bf16 rounding
+    (compared on the lossless PNG previews), and not the very same pixels (autocast was on)."""
+    line = readme_command("sample", "--precision")
+    argv = substitute(line, {"runs/landscape": str(run_dir), "8": "2"}, ["--steps", "3"])
+    proc = mmfast(*argv, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    check_clips(tmp_path / "samples-bf16", 2)
+    fp32 = substitute(argv, {"bf16": "fp32", "samples-bf16/": "samples-fp32/"})
+    assert mmfast(*fp32, cwd=tmp_path).returncode == 0
+    for k in range(2):
+        png = f"sample_{k:03d}.png"
+        half = plt.imread(tmp_path / "samples-bf16" / png)
+        full = plt.imread(tmp_path / "samples-fp32" / png)
+        assert half.shape == full.shape
+        assert 0 < np.abs(half - full).mean() < 0.02, np.abs(half - full).mean()
 
 
 def test_release_respacing_run_from_the_run_folder(run_dir, tmp_path):
