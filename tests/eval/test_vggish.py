@@ -340,7 +340,7 @@ def test_forward_shape(source, batch):
         ("vggish", (2, 1, 95, 64), "[n, 1, 96, 64]"),
         ("vggish", (2, 1, 64, 96), "[n, 1, 96, 64]"),
     ],
-    ids=str,
+    ids=lambda v: getattr(v, "__name__", str(v)),  # stable ids: xdist workers must agree
 )
 def test_misshaped_inputs_name_the_expected_shape(source, call, shape, match):
     fn = source if call == "vggish" else call
