@@ -67,6 +67,15 @@ def _clips(config: TrainConfig, run_dir: Path, **shape):
                 f"--data FOLDER --out STORE --preset {config.model}`"
             )
         return store
+    dataset = VideoFolderDataset(
+        config.data,
+        fps=config.fps,
+        resize=config.resize,
+        hflip_p=config.hflip_p,
+        index_path=run_dir / "clip_index.json",
+        **shape,
+    )
+    # Only once the folder has shown it holds videos (a folder without any is an error, not this).
     warnings.warn(
         f"{config.data}: decoding the videos while training (about 1-2 clips/s per core for "
         f"720p-1080p sources); `mmfast prepare --data {config.data} --out STORE --preset "
@@ -75,14 +84,7 @@ def _clips(config: TrainConfig, run_dir: Path, **shape):
         MediaWarning,
         stacklevel=3,
     )
-    return VideoFolderDataset(
-        config.data,
-        fps=config.fps,
-        resize=config.resize,
-        hflip_p=config.hflip_p,
-        index_path=run_dir / "clip_index.json",
-        **shape,
-    )
+    return dataset
 
 
 def _describe(shape: dict) -> str:

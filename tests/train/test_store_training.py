@@ -55,6 +55,11 @@ def test_a_store_is_recognised_and_checked_against_the_preset(store, tmp_path):
     with pytest.warns(MediaWarning, match=r"mmfast prepare --data .* --out STORE --preset tiny"):
         folder = build_dataset(_config(root), config.model_config(), tmp_path)
     assert len(folder) == 9
+    (tmp_path / "empty").mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MediaWarning)  # no advice to prepare a folder of nothing
+        with pytest.raises(ValueError, match="no video files"):
+            build_dataset(_config(tmp_path / "empty"), config.model_config(), tmp_path)
 
 
 def test_the_sr_stage_reads_a_store_of_its_own(store, tmp_path):
