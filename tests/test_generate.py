@@ -82,10 +82,11 @@ def test_clip_seeds_are_distinct_and_the_release_order_takes_no_subset():
         generate(Shrink(), 4, clips=[1, 4], sampler="ddpm", steps=2)
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 2e-2), (torch.float16, 3e-3)])
+@pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 2e-2)])
 def test_a_model_cast_whole_to_16_bits_samples(dtype, tol):
     """generate() with `model.to(dtype)` (it failed at the time embedding): float32 clips within
-    16-bit rounding of the fp32 model's, from the same seed."""
+    16-bit rounding of the fp32 model's, from the same seed. (fp16: the forward pass is tested in
+    tests/models; sampling with it costs a minute on the CPU, which has few fp16 kernels.)"""
     ref = generate(randomize_(CoupledUNet("tiny"), 3, std=0.05).eval(), 2, steps=3, seed=0)
     half = randomize_(CoupledUNet("tiny"), 3, std=0.05).eval().to(dtype)
     video, audio = generate(half, 2, steps=3, seed=0)
