@@ -147,11 +147,12 @@ def test_autocast_runs_with_fp32_norms(tiny, dtype, tol):
     assert rel_err(v, ref[0]) < tol and rel_err(a, ref[1]) < tol
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 8e-2), (torch.float16, 2e-2)])
+@pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 8e-2)])
 def test_a_model_cast_whole_to_16_bits_runs(tiny, dtype, tol):
     """`model.to(torch.bfloat16)`, the usual way to halve inference memory: the time embedding,
     the norms' affine parameters and the video downsampling meet 16-bit weights (each failed on
-    the CPU before), and the output stays within 16-bit rounding of the fp32 model's."""
+    the CPU before), and the output stays within 16-bit rounding of the fp32 model's. (fp16 takes
+    the same code; tests/models/test_sr_model.py runs it on the cheaper SR model.)"""
     video, audio, t = _inputs()
     half = randomize_(CoupledUNet("tiny"), seed=3).eval().to(dtype)
     with torch.no_grad():
