@@ -219,9 +219,10 @@ def run(args: argparse.Namespace) -> int:
     if not info.is_main:
         return 0
     kept = f" ({args.num - len(made)} already there)" if len(made) < args.num else ""
+    clips = "1 clip" if len(made) == 1 else f"{len(made)} clips"
+    names = "sample_000.mp4" + (f" ... sample_{args.num - 1:03d}.mp4" if args.num > 1 else "")
     print(
-        f"wrote {len(made)} clips to {out}{kept}: sample_000.mp4 ... "
-        f"sample_{args.num - 1:03d}.mp4 ({cfg.video_frames} frames of "
+        f"wrote {clips} to {out}{kept}: {names} ({cfg.video_frames} frames of "
         f"{cfg.video_size}x{cfg.video_size} at {args.fps:g} fps, {rate} Hz audio) and a .png "
         "preview of each"
     )

@@ -64,7 +64,7 @@ def test_two_processes_make_the_clips_of_one_and_a_rerun_makes_what_is_missing(
     kept = (tmp_path / "one" / "sample_002.mp4").stat().st_mtime_ns
     again = mmfast(*one, cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stderr
-    assert f"wrote 1 clips to one ({CLIPS - 1} already there)" in again.stdout
+    assert f"wrote 1 clip to one ({CLIPS - 1} already there)" in again.stdout
     assert _files(tmp_path / "one") == made
     assert (tmp_path / "one" / "sample_002.mp4").stat().st_mtime_ns == kept
 
