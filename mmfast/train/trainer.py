@@ -121,7 +121,7 @@ def _train(
     model = task.build_model(config).to(device)
     optimizer = make_optimizer(model, config)
     ema = EMA(model, config.ema_rate, config.ema_warmup)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == Precision.FP16)
 
     ckpt = run_dir / CHECKPOINT
     step = 0
@@ -149,7 +149,7 @@ def _train(
     )
     forward = torch.compile(net) if config.compile else net
     schedule = NoiseSchedule.linear().to(device)
-    amp = Precision(config.precision).autocast_dtype
+    precision = Precision(config.precision)
     if config.precision == "fp16" and device.type == "cpu" and info.is_main:
         warnings.warn(
             "fp16 on the CPU runs about 8x slower than fp32 (measured on 2 cores; CPUs have few "
@@ -174,7 +174,7 @@ def _train(
             derive_seed(config.seed, STREAMS["dropout"], info.rank, step)
         )  # dropout masks
         at = StepInfo(config.seed, info.rank, step, device, config.compile)
-        with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+        with precision.autocast(device.type):
             loss, stats = task.loss(forward, model, batch, schedule, at)
         # Per-sample tensors [B] for the loss by timestep quartile; the rest are scalars.
         timesteps, sample_error = stats.pop("timesteps", None), stats.pop("sample_error", None)
