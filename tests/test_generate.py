@@ -11,8 +11,8 @@ from helpers import randomize_, rel_err
 from torch import nn
 
 from mmfast.diffusion import sample
-from mmfast.generate import clip_generators, clip_seed, generate
-from mmfast.models import CoupledUNet
+from mmfast.generate import clip_generators, clip_seed, generate, upsample
+from mmfast.models import CoupledUNet, SuperResUNet, get_sr_config
 
 CONFIG = SimpleNamespace(
     video_frames=2,
@@ -118,3 +118,14 @@ def test_precision_runs_the_model_under_autocast_and_returns_float32():
     assert set(seen) == {torch.float16}
     with pytest.raises(ValueError, match="precision.*fp32.*fp16.*bf16"):
         generate(model, 1, steps=2, precision="fp64")
+
+
+def test_upsample_precision_autocasts_the_sr_model():
+    """upsample(precision="bf16"), as `mmfast sample --sr --precision bf16`: float32 frames within
+    bf16 rounding of the fp32 run's, and not the very same numbers (autocast was on)."""
+    model = randomize_(SuperResUNet(get_sr_config("tiny-sr", large_size=32, small_size=8)), 0, 0.05)
+    low = torch.rand(1, 2, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    ref = upsample(model, low, steps=2, seed=0)
+    got = upsample(model, low, steps=2, seed=0, precision="bf16")
+    assert got.dtype == torch.float32 and got.shape == ref.shape == (1, 2, 3, 32, 32)
+    assert 0 < rel_err(got, ref) < 3e-2, rel_err(got, ref)
