@@ -67,7 +67,7 @@ def gpu_check_run(tmp_path_factory):
     env["PATH"] = str(Path(python).parent) + os.pathsep + env["PATH"]  # its python3 first
     env.pop("TRITON_INTERPRET", None)
     proc = subprocess.run(
-        ["bash", "benchmarks/gpu_check.sh", str(out), "120"],
+        ["bash", "benchmarks/gpu_check.sh", str(out), "80"],
         cwd=checkout,
         env=env,
         capture_output=True,
