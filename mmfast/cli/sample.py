@@ -15,7 +15,7 @@ from mmfast.cli.options import (
     positive_int,
     writable_folder,
 )
-from mmfast.diffusion import NoiseOrder
+from mmfast.diffusion import NoiseOrder, NoiseSchedule, make_sampler
 from mmfast.diffusion.spacing import check_discrete_timesteps
 from mmfast.precision import Precision
 
@@ -144,6 +144,13 @@ def run(args: argparse.Namespace) -> int:
             f"--timesteps {args.timesteps}: respacing strings are for ddpm and ddim; "
             f"{args.sampler} takes uniform or release"
         )
+    if args.sr is not None:
+        with option("--sr-steps", args.sr_steps):
+            # The SR stage's grid (the release's ddimN) has no integer stride for some N (1, ...):
+            # found here, not after the first clips are made.
+            make_sampler(args.sr_sampler, timesteps="release").plan(
+                NoiseSchedule.linear(), args.sr_steps
+            )
     source = args.condition_audio or args.condition_video
     flag = "--condition-audio" if args.condition_audio else "--condition-video"
     if source is None and (args.guidance_scale is not None or args.start):

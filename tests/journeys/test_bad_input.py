@@ -186,6 +186,7 @@ def _cases(f: dict[str, Path], out: Path) -> list[tuple[list[str], str]]:
         ([*sample, "--sr", str(f["run"] / "nope")], "--sr"),
         ([*sample, "--sr", str(f["ckpt"])], "is a training checkpoint of a CoupledUNet, not a SuperResUNet"),
         ([*sample, "--sr", str(f["run"]), "--sr-steps", "0"], "--sr-steps: expected a positive integer"),
+        ([*sample, "--sr", str(f["run"]), "--sr-steps", "1"], "--sr-steps 1: no integer stride gives exactly 1 of 1000 timesteps"),
         ([*sample, "--sr", str(f["run"]), "--sr-batch-size", "0"], "--sr-batch-size: expected a positive integer"),
         ([*sample, "--sr", str(f["run"]), "--sr-sampler", "euler"], "--sr-sampler: invalid choice"),
         (["train-sr", "--out", o, "--preset", "tiny"], "--preset tiny: expected one of sr-256, tiny-sr"),
